@@ -1,0 +1,3 @@
+"""respgate: a self-hosted server and gateway for OpenAI's Responses API."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Wire-level types: the create request, errors and ids. Depends on nothing internal."""

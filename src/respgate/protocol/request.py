@@ -1,0 +1,204 @@
+"""The `POST /v1/responses` request body (reference §2), validated once at the edge."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from respgate.protocol.items import InputItem
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class FunctionTool(_Open):
+    type: Literal["function"]
+    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class OtherTool(_Open):
+    """A tool type this server does not execute; rejected by the engine with a 400 naming it."""
+
+    type: str
+
+
+def _tool_tag(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return "function" if kind == "function" else "other"
+
+
+from pydantic import Discriminator, Tag  # noqa: E402
+
+Tool = Annotated[
+    Annotated[FunctionTool, Tag("function")] | Annotated[OtherTool, Tag("other")],
+    Discriminator(_tool_tag),
+]
+
+
+class ToolChoiceFunction(_Strict):
+    type: Literal["function"]
+    name: str
+
+
+class AllowedToolRef(_Open):
+    type: str
+    name: str | None = None
+
+
+class ToolChoiceAllowed(_Strict):
+    type: Literal["allowed_tools"]
+    mode: Literal["auto", "required"]
+    tools: list[AllowedToolRef]
+
+
+class ToolChoiceOther(_Open):
+    """A hosted-tool choice (`{"type": "web_search_preview"}` …); rejected by the engine."""
+
+    type: str
+
+
+def _choice_tag(value: Any) -> str:
+    if isinstance(value, str):
+        return "mode"
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return kind if kind in ("function", "allowed_tools") else "other"
+
+
+ToolChoice = Annotated[
+    Annotated[Literal["none", "auto", "required"], Tag("mode")]
+    | Annotated[ToolChoiceFunction, Tag("function")]
+    | Annotated[ToolChoiceAllowed, Tag("allowed_tools")]
+    | Annotated[ToolChoiceOther, Tag("other")],
+    Discriminator(_choice_tag),
+]
+
+
+class FormatText(_Strict):
+    type: Literal["text"]
+
+
+class FormatJsonObject(_Strict):
+    type: Literal["json_object"]
+
+
+class FormatJsonSchema(_Strict):
+    type: Literal["json_schema"]
+    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
+    schema_: dict[str, Any] = Field(alias="schema")
+    description: str | None = None
+    strict: bool | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+TextFormat = Annotated[FormatText | FormatJsonObject | FormatJsonSchema, Field(discriminator="type")]
+
+
+class TextConfig(_Strict):
+    format: TextFormat = Field(default_factory=lambda: FormatText(type="text"))
+    verbosity: Literal["low", "medium", "high"] | None = "medium"
+
+
+class ReasoningConfig(_Open):
+    effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = None
+    summary: Literal["auto", "concise", "detailed"] | None = None
+    generate_summary: Literal["auto", "concise", "detailed"] | None = None
+
+
+class StreamOptions(_Strict):
+    include_obfuscation: bool | None = None
+
+
+class ConversationRef(_Strict):
+    id: str
+
+
+Includable = Literal[
+    "file_search_call.results",
+    "web_search_call.results",
+    "web_search_call.action.sources",
+    "message.input_image.image_url",
+    "computer_call_output.output.image_url",
+    "code_interpreter_call.outputs",
+    "reasoning.encrypted_content",
+    "message.output_text.logprobs",
+]
+
+# Newer fields that real clients send and that do not change the answer of a self-hosted model.
+IGNORED_FIELDS = frozenset(
+    {
+        "access_programs",
+        "background_options",
+        "context_management",
+        "image",
+        "moderation",
+        "prompt_cache_options",
+        "client_metadata",
+        "personality",
+    }
+)
+
+
+class CreateResponse(_Strict):
+    model: str
+    input: str | list[InputItem] | None = None
+    instructions: str | None = None
+    tools: list[Tool] = Field(default_factory=list)
+    tool_choice: ToolChoice = "auto"
+    parallel_tool_calls: bool | None = None
+    max_output_tokens: Annotated[int, Field(ge=16)] | None = None
+    max_tool_calls: Annotated[int, Field(ge=1)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    text: TextConfig | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+    reasoning: ReasoningConfig | None = None
+    store: bool | None = None
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    background: bool | None = None
+    metadata: dict[str, str] | None = None
+    previous_response_id: str | None = None
+    conversation: str | ConversationRef | None = None
+    include: list[Includable] | None = None
+    truncation: Literal["auto", "disabled"] | None = None
+    user: str | None = None
+    safety_identifier: Annotated[str, Field(max_length=128)] | None = None
+    prompt_cache_key: str | None = None
+    prompt_cache_retention: Literal["in_memory", "24h", "in-memory"] | None = None
+    service_tier: Literal["auto", "default", "flex", "scale", "priority", "fast", "ultrafast"] | None = None
+    prompt: dict[str, Any] | None = None
+
+    # Accepted and ignored (see IGNORED_FIELDS); typed loosely on purpose.
+    access_programs: Any = None
+    background_options: Any = None
+    context_management: Any = None
+    image: Any = None
+    moderation: Any = None
+    prompt_cache_options: Any = None
+    client_metadata: Any = None
+    personality: Any = None
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_limits(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is None:
+            return value
+        if len(value) > 16:
+            raise ValueError(f"metadata: too many keys. Expected at most 16 keys, but got {len(value)}.")
+        for key, item in value.items():
+            if len(key) > 64:
+                raise ValueError(f"metadata: key '{key[:70]}' is longer than 64 characters.")
+            if len(item) > 512:
+                raise ValueError(f"metadata: value of '{key}' is longer than 512 characters.")
+        return value

@@ -1,0 +1,1 @@
+"""Backends behind one contract: `stream(call) -> AsyncIterator[Delta]`."""

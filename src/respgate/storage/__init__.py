@@ -1,0 +1,1 @@
+"""Where responses live: the store protocol and its SQLAlchemy implementation."""

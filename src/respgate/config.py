@@ -8,7 +8,10 @@ from typing import Any, Literal
 
 import yaml
 from platformdirs import user_data_dir
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+# What `respgate serve` answers with when no configuration file is given.
+LOCAL_DEFAULT_MODEL = "qwen2.5-coder-0.5b"
 
 ProviderName = Literal["openai_responses", "chat_completions", "anthropic", "local", "scripted"]
 
@@ -40,10 +43,24 @@ class Settings(BaseModel):
     models: list[ModelEntry] = Field(default_factory=list)
     aliases: dict[str, str] = Field(default_factory=dict)
     fallbacks: dict[str, list[str]] = Field(default_factory=dict)
-    wildcard: bool = True
+    default_model: str | None = None
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     keepalive_seconds: float = Field(default=15.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @model_validator(mode="after")
+    def _default_model_is_configured(self) -> Settings:
+        names = {entry.name for entry in self.models}
+        if self.default_model is not None and self.default_model not in names:
+            raise ValueError(f"default_model '{self.default_model}' is not one of the configured models")
+        for alias, target in self.aliases.items():
+            if target not in names:
+                raise ValueError(f"alias '{alias}' points to '{target}', which is not a configured model")
+        for name, chain in self.fallbacks.items():
+            for target in [name, *chain]:
+                if target not in names and target not in self.aliases:
+                    raise ValueError(f"fallbacks for '{name}' name '{target}', which is not a configured model")
+        return self
 
     @field_validator("api_keys")
     @classmethod
@@ -78,6 +95,9 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
         raw["api_keys"] = keys.split(",")
     if url := os.environ.get("RESPGATE_DATABASE_URL"):
         raw["database_url"] = url
+    if not source and "models" not in raw:
+        raw["models"] = [{"name": LOCAL_DEFAULT_MODEL, "provider": "local"}]
+        raw["default_model"] = LOCAL_DEFAULT_MODEL
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:

@@ -86,6 +86,4 @@ class GenerationFailed(APIError):
 
 def server_error_body() -> dict[str, Any]:
     """The body sent for an unexpected fault: the trace goes to the log, never to the client."""
-    return ServerError(
-        "The server had an error while processing your request. Sorry about that!"
-    ).body()
+    return ServerError("The server had an error while processing your request. Sorry about that!").body()

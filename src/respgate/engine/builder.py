@@ -1,0 +1,435 @@
+"""The one event builder: neutral deltas in, Responses stream events out (reference §6.3/§6.4).
+
+It is the only place that sets item ids, `output_index` and `sequence_number`. Items are serialised:
+each item's added…done block ends before the next begins. Function calls are held until complete and
+checked against their schema, so a client never sees arguments that will not validate.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from respgate.engine.fold import ResponseFold
+from respgate.engine.tools import check_arguments, check_output_text
+from respgate.protocol.errors import APIError, GenerationFailed
+from respgate.protocol.ids import new_call_id, new_id
+from respgate.providers.base import (
+    Delta,
+    Finish,
+    FinishReason,
+    FunctionSpec,
+    ReasoningDelta,
+    RefusalDelta,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallEnd,
+    Usage,
+)
+
+log = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+
+
+@dataclass(slots=True)
+class _PendingCall:
+    name: str | None = None
+    chunks: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _OpenItem:
+    """The item currently streaming: a message (text/refusal parts) or a reasoning item."""
+
+    kind: str
+    item_id: str
+    output_index: int
+    part_kind: str | None = None
+    part_index: int = -1
+    chunks: list[str] = field(default_factory=list)
+    parts: list[dict[str, Any]] = field(default_factory=list)
+    encrypted_content: str | None = None
+
+
+class EventBuilder:
+    def __init__(
+        self,
+        response: dict[str, Any],
+        *,
+        tools: list[FunctionSpec],
+        allowed_tools: frozenset[str] | None = None,
+        max_calls: int | None = None,
+        text_format: dict[str, Any] | None = None,
+        obfuscate: bool = True,
+        include_encrypted_reasoning: bool = False,
+    ) -> None:
+        self._response = response
+        self._tools = {tool.name: tool for tool in tools}
+        self._allowed = allowed_tools
+        self._max_calls = max_calls
+        self._text_format = text_format
+        self._obfuscate = obfuscate
+        self._include_encrypted = include_encrypted_reasoning
+        self._sequence = 0
+        self._next_index = 0
+        self._open: _OpenItem | None = None
+        self._pending: dict[int, _PendingCall] = {}
+        self._calls_emitted = 0
+        self._message_texts: list[str] = []
+        self._usage = Usage(0, 0)
+        self._finish: FinishReason = "stop"
+        self._fold = ResponseFold()
+        self.events: list[Event] = []
+        self.final: dict[str, Any] | None = None
+
+    # -- stamping: the one place sequence numbers are set -------------------------------------------------
+
+    def _emit(self, out: list[Event], event: Event) -> None:
+        event["sequence_number"] = self._sequence
+        self._sequence += 1
+        self._fold.apply(event)
+        self.events.append(event)
+        out.append(event)
+
+    def _noise(self, event: Event) -> Event:
+        if self._obfuscate:
+            event["obfuscation"] = secrets.token_urlsafe(6)[: 2 + secrets.randbelow(7)]
+        return event
+
+    def _snapshot(self) -> dict[str, Any]:
+        return {**self._response, "output": []}
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+
+    def opening(self) -> list[Event]:
+        out: list[Event] = []
+        self._emit(out, {"type": "response.created", "response": self._snapshot()})
+        self._emit(out, {"type": "response.in_progress", "response": self._snapshot()})
+        return out
+
+    def feed(self, delta: Delta) -> list[Event]:
+        out: list[Event] = []
+        match delta:
+            case TextDelta(text=text):
+                if text:
+                    self._text(out, "output_text", text)
+            case RefusalDelta(text=text):
+                if text:
+                    self._text(out, "refusal", text)
+            case ReasoningDelta():
+                self._reasoning(out, delta)
+            case ToolCallDelta(index=index, name=name, arguments=arguments):
+                pending = self._pending.setdefault(index, _PendingCall())
+                if name and not pending.name:
+                    pending.name = name
+                if arguments:
+                    pending.chunks.append(arguments)
+            case ToolCallEnd(index=index):
+                if index in self._pending:
+                    self._flush_call(out, index)
+            case Usage():
+                self._usage = delta
+            case Finish(reason=reason):
+                self._finish = reason
+        return out
+
+    def finish(self) -> list[Event]:
+        """Close what is open, release the remaining calls, and emit the terminal event."""
+        out: list[Event] = []
+        if self._text_format is not None and self._finish != "length":
+            # A cut-off answer is reported as incomplete; a complete one must keep its promise of JSON.
+            check_output_text(self._text_format, self._text_so_far())
+        self._close_open(out, status="incomplete" if self._finish == "length" else "completed")
+        if self._finish == "length":
+            # Calls cut off by the token limit are unfinished; the terminal event says why they are absent.
+            self._pending.clear()
+        for index in self._pending:
+            self._check_call(self._pending[index])
+        for index in list(self._pending):
+            self._flush_call(out, index)
+        response = self._terminal_response()
+        if self._finish == "stop":
+            response.update(status="completed", completed_at=int(time.time()))
+            kind = "response.completed"
+        else:
+            reason = "max_output_tokens" if self._finish == "length" else "content_filter"
+            response.update(status="incomplete", incomplete_details={"reason": reason})
+            kind = "response.incomplete"
+        self.final = response
+        self._emit(out, {"type": kind, "response": response})
+        return out
+
+    def fail(self, error: APIError) -> list[Event]:
+        """End with `response.failed`: open items are closed as incomplete, unreleased calls dropped."""
+        out: list[Event] = []
+        self._close_open(out, status="incomplete")
+        self._pending.clear()
+        response = self._terminal_response()
+        response.update(status="failed", error={"code": error.code or "server_error", "message": error.message})
+        self.final = response
+        self._emit(out, {"type": "response.failed", "response": response})
+        return out
+
+    def reset_pending(self) -> None:
+        """Forget unreleased calls and the finish reason, before the model is asked again."""
+        self._pending.clear()
+        self._finish = "stop"
+        self._usage = Usage(0, 0)
+
+    def interrupt(self, reason: str) -> dict[str, Any]:
+        """The response as it stands when the client went away (no event: nobody is listening)."""
+        sink: list[Event] = []
+        self._close_open(sink, status="incomplete")
+        self._pending.clear()
+        response = self._terminal_response()
+        response.update(status="incomplete", incomplete_details={"reason": reason})
+        self.final = response
+        return response
+
+    def _text_so_far(self) -> str:
+        texts = list(self._message_texts)
+        if self._open is not None and self._open.part_kind == "output_text":
+            texts.append("".join(self._open.chunks))
+        return "".join(texts)
+
+    @property
+    def emitted_output(self) -> bool:
+        return self._next_index > 0
+
+    def _terminal_response(self) -> dict[str, Any]:
+        usage = self._usage
+        return {
+            **self._response,
+            "output": self._fold.output(),
+            "usage": {
+                "input_tokens": usage.input_tokens,
+                "input_tokens_details": {"cached_tokens": usage.cached_tokens},
+                "output_tokens": usage.output_tokens,
+                "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+                "total_tokens": usage.input_tokens + usage.output_tokens,
+            },
+        }
+
+    # -- items ----------------------------------------------------------------------------------------------
+
+    def _open_item(self, out: list[Event], kind: str, prefix: str, item: dict[str, Any]) -> _OpenItem:
+        self._close_open(out, status="completed")
+        opened = _OpenItem(kind=kind, item_id=new_id(prefix), output_index=self._next_index)
+        self._next_index += 1
+        self._open = opened
+        self._emit(
+            out,
+            {
+                "type": "response.output_item.added",
+                "output_index": opened.output_index,
+                "item": {"id": opened.item_id, **item},
+            },
+        )
+        return opened
+
+    def _text(self, out: list[Event], part_kind: str, text: str) -> None:
+        opened = self._open
+        if opened is None or opened.kind != "message":
+            opened = self._open_item(
+                out,
+                "message",
+                "msg",
+                {"type": "message", "status": "in_progress", "content": [], "role": "assistant"},
+            )
+        if opened.part_kind != part_kind:
+            self._close_part(out, opened)
+            opened.part_kind = part_kind
+            opened.part_index += 1
+            empty = (
+                {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
+                if part_kind == "output_text"
+                else {"type": "refusal", "refusal": ""}
+            )
+            self._emit(
+                out,
+                {
+                    "type": "response.content_part.added",
+                    "item_id": opened.item_id,
+                    "output_index": opened.output_index,
+                    "content_index": opened.part_index,
+                    "part": empty,
+                },
+            )
+        opened.chunks.append(text)
+        event: Event = {
+            "type": "response.output_text.delta" if part_kind == "output_text" else "response.refusal.delta",
+            "item_id": opened.item_id,
+            "output_index": opened.output_index,
+            "content_index": opened.part_index,
+            "delta": text,
+        }
+        if part_kind == "output_text":
+            event["logprobs"] = []
+        self._emit(out, self._noise(event))
+
+    def _close_part(self, out: list[Event], opened: _OpenItem) -> None:
+        if opened.part_kind is None:
+            return
+        full = "".join(opened.chunks)
+        opened.chunks = []
+        where = {
+            "item_id": opened.item_id,
+            "output_index": opened.output_index,
+            "content_index": opened.part_index,
+        }
+        part: dict[str, Any]
+        if opened.part_kind == "output_text":
+            self._message_texts.append(full)
+            self._emit(out, {"type": "response.output_text.done", **where, "text": full, "logprobs": []})
+            part = {"type": "output_text", "annotations": [], "logprobs": [], "text": full}
+        elif opened.part_kind == "refusal":
+            self._emit(out, {"type": "response.refusal.done", **where, "refusal": full})
+            part = {"type": "refusal", "refusal": full}
+        elif opened.part_kind == "summary":
+            del where["content_index"]
+            where["summary_index"] = opened.part_index
+            self._emit(out, {"type": "response.reasoning_summary_text.done", **where, "text": full})
+            part = {"type": "summary_text", "text": full}
+            self._emit(out, {"type": "response.reasoning_summary_part.done", **where, "part": part})
+            opened.parts.append(part)
+            opened.part_kind = None
+            return
+        else:
+            self._emit(out, {"type": "response.reasoning_text.done", **where, "text": full})
+            part = {"type": "reasoning_text", "text": full}
+        self._emit(out, {"type": "response.content_part.done", **where, "part": part})
+        opened.parts.append(part)
+        opened.part_kind = None
+
+    def _reasoning(self, out: list[Event], delta: ReasoningDelta) -> None:
+        opened = self._open
+        if opened is None or opened.kind != "reasoning":
+            opened = self._open_item(out, "reasoning", "rs", {"type": "reasoning", "summary": []})
+        if delta.encrypted_content:
+            opened.encrypted_content = delta.encrypted_content
+        if not delta.text:
+            return
+        if opened.part_kind != delta.kind:
+            self._close_part(out, opened)
+            opened.part_kind = delta.kind
+            opened.part_index = sum(
+                1 for part in opened.parts if (part["type"] == "summary_text") == (delta.kind == "summary")
+            )
+            where = {"item_id": opened.item_id, "output_index": opened.output_index}
+            if delta.kind == "summary":
+                self._emit(
+                    out,
+                    {
+                        "type": "response.reasoning_summary_part.added",
+                        **where,
+                        "summary_index": opened.part_index,
+                        "part": {"type": "summary_text", "text": ""},
+                    },
+                )
+            else:
+                self._emit(
+                    out,
+                    {
+                        "type": "response.content_part.added",
+                        **where,
+                        "content_index": opened.part_index,
+                        "part": {"type": "reasoning_text", "text": ""},
+                    },
+                )
+        opened.chunks.append(delta.text)
+        where = {"item_id": opened.item_id, "output_index": opened.output_index}
+        if delta.kind == "summary":
+            event = {
+                "type": "response.reasoning_summary_text.delta",
+                **where,
+                "summary_index": opened.part_index,
+            }
+        else:
+            event = {"type": "response.reasoning_text.delta", **where, "content_index": opened.part_index}
+        event["delta"] = delta.text
+        self._emit(out, self._noise(event))
+
+    def _close_open(self, out: list[Event], *, status: str) -> None:
+        opened = self._open
+        if opened is None:
+            return
+        self._open = None
+        self._close_part(out, opened)
+        item: dict[str, Any]
+        if opened.kind == "message":
+            item = {
+                "id": opened.item_id,
+                "type": "message",
+                "status": status,
+                "content": opened.parts,
+                "role": "assistant",
+            }
+        else:
+            item = {
+                "id": opened.item_id,
+                "type": "reasoning",
+                "summary": [part for part in opened.parts if part["type"] == "summary_text"],
+            }
+            content = [part for part in opened.parts if part["type"] == "reasoning_text"]
+            if content:
+                item["content"] = content
+            if opened.encrypted_content is not None and self._include_encrypted:
+                item["encrypted_content"] = opened.encrypted_content
+        self._emit(out, {"type": "response.output_item.done", "output_index": opened.output_index, "item": item})
+
+    def _check_call(self, pending: _PendingCall) -> tuple[FunctionSpec, str]:
+        spec = self._tools.get(pending.name or "")
+        if spec is None or (self._allowed is not None and spec.name not in self._allowed):
+            raise GenerationFailed(
+                f"The model called a tool that is not available: '{pending.name}'.", code="invalid_tool_call"
+            )
+        arguments = "".join(pending.chunks) or "{}"
+        check_arguments(spec, arguments)
+        return spec, arguments
+
+    def _flush_call(self, out: list[Event], index: int) -> None:
+        spec, arguments = self._check_call(self._pending[index])
+        pending = self._pending.pop(index)
+        if self._max_calls is not None and self._calls_emitted >= self._max_calls:
+            log.info("dropping call to %s beyond the limit of %d call(s)", spec.name, self._max_calls)
+            return
+        self._calls_emitted += 1
+        self._close_open(out, status="completed")
+        item_id, call_id = new_id("fc"), new_call_id()
+        output_index = self._next_index
+        self._next_index += 1
+        base = {"id": item_id, "type": "function_call", "call_id": call_id, "name": spec.name}
+        self._emit(
+            out,
+            {
+                "type": "response.output_item.added",
+                "output_index": output_index,
+                "item": {**base, "status": "in_progress", "arguments": ""},
+            },
+        )
+        where = {"item_id": item_id, "output_index": output_index}
+        for chunk in pending.chunks or [arguments]:
+            self._emit(
+                out, self._noise({"type": "response.function_call_arguments.delta", **where, "delta": chunk})
+            )
+        self._emit(
+            out,
+            {
+                "type": "response.function_call_arguments.done",
+                **where,
+                "name": spec.name,
+                "arguments": arguments,
+            },
+        )
+        self._emit(
+            out,
+            {
+                "type": "response.output_item.done",
+                "output_index": output_index,
+                "item": {**base, "status": "completed", "arguments": arguments},
+            },
+        )

@@ -1,0 +1,263 @@
+"""Creating a response: validate, build the context, pick a deployment, stream through the builder, store."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from respgate.engine.builder import Event, EventBuilder
+from respgate.engine.context import assemble, chain_items, for_model, normalize_input
+from respgate.engine.response import base_response
+from respgate.engine.router import Deployment, Router
+from respgate.engine.tools import ResolvedTools, resolve_text_format, resolve_tools
+from respgate.protocol.errors import (
+    APIError,
+    GenerationFailed,
+    InvalidRequest,
+    RateLimited,
+    ServerError,
+    UpstreamError,
+)
+from respgate.protocol.ids import new_id
+from respgate.protocol.request import CreateResponse
+from respgate.protocol.validation import parse_model
+from respgate.providers.base import Delta, ModelCall
+from respgate.storage.base import ResponseStore, StoredResponse
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Prepared:
+    """A validated request with its context, ready to run."""
+
+    request: CreateResponse
+    owner: str
+    response_id: str
+    created_at: int
+    model: str
+    input_items: list[dict[str, Any]]
+    tools: ResolvedTools
+    call: ModelCall
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.request.stream)
+
+    @property
+    def store(self) -> bool:
+        return self.request.store is not False
+
+
+class _Started:
+    """A provider stream whose first delta has arrived: from here on, failures are reported in-stream."""
+
+    def __init__(self, deployment: Deployment, stream: AsyncIterator[Delta], first: Delta | None) -> None:
+        self.deployment = deployment
+        self.stream = stream
+        self.first = first
+
+
+def _check_combinations(request: CreateResponse) -> None:
+    if request.stream_options is not None and not request.stream:
+        raise InvalidRequest(
+            "Invalid value for 'stream_options': only allowed when 'stream' is true.", param="stream_options"
+        )
+    if request.previous_response_id is not None and request.conversation is not None:
+        raise InvalidRequest(
+            "'previous_response_id' cannot be used in conjunction with 'conversation'.",
+            param="previous_response_id",
+        )
+    if request.conversation is not None:
+        raise InvalidRequest(
+            "The 'conversation' parameter is not supported by this server yet; use 'previous_response_id'.",
+            param="conversation",
+        )
+    if request.background:
+        raise InvalidRequest(
+            "Background responses are not supported by this server yet; omit 'background'.",
+            param="background",
+        )
+    if request.prompt is not None:
+        raise InvalidRequest("Stored prompt templates are not supported by this server.", param="prompt")
+    if request.top_logprobs or (request.include and "message.output_text.logprobs" in request.include):
+        raise InvalidRequest("Log probabilities are not supported by this server.", param="top_logprobs")
+
+
+class ResponsesService:
+    def __init__(self, *, store: ResponseStore, router: Router, regenerate_once: bool = True) -> None:
+        self._store = store
+        self._router = router
+        self._regenerate_once = regenerate_once
+
+    async def prepare(self, body: Any, *, owner: str) -> Prepared:
+        """Everything that can fail before a model is asked: a failure here is a plain HTTP error."""
+        if not isinstance(body, dict):
+            raise InvalidRequest("The request body must be a JSON object.", code="invalid_type")
+        request = parse_model(CreateResponse, body)
+        _check_combinations(request)
+        model = self._router.canonical(request.model)
+        tools = resolve_tools(request)
+        text_format = resolve_text_format(request)
+        new_items = normalize_input(request.input)
+        history: list[dict[str, Any]] = []
+        if request.previous_response_id is not None:
+            chain = await self._store.chain(request.previous_response_id, owner)
+            if not chain:
+                raise InvalidRequest(
+                    f"Previous response with id '{request.previous_response_id}' not found.",
+                    param="previous_response_id",
+                    code="previous_response_not_found",
+                )
+            history = chain_items(chain)
+        context = assemble(history, new_items)
+        parallel = request.parallel_tool_calls is not False
+        include = request.include or []
+        call = ModelCall(
+            model=model,
+            upstream_model=model,
+            items=for_model(context),
+            instructions=request.instructions,
+            tools=tools.specs,
+            tool_choice=tools.mode,
+            allowed_tools=tools.allowed,
+            parallel_tool_calls=parallel,
+            max_tool_calls=request.max_tool_calls,
+            max_output_tokens=request.max_output_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            text_format=text_format,
+            reasoning_effort=request.reasoning.effort if request.reasoning else None,
+            include_encrypted_reasoning="reasoning.encrypted_content" in include,
+            truncation=request.truncation or "disabled",
+            user=request.safety_identifier or request.user,
+        )
+        return Prepared(
+            request=request,
+            owner=owner,
+            response_id=new_id("resp"),
+            created_at=int(time.time()),
+            model=model,
+            input_items=[item for item in new_items],
+            tools=tools,
+            call=call,
+        )
+
+    async def _start(self, prepared: Prepared) -> _Started:
+        """Open a provider stream and wait for its first delta, failing over on retryable errors."""
+        last: APIError | None = None
+        for deployment in self._router.attempts(prepared.request.model):
+            call = dataclasses.replace(
+                prepared.call, model=deployment.name, upstream_model=deployment.entry.target
+            )
+            stream = deployment.provider.stream(call)
+            try:
+                first = await anext(stream, None)
+            except (UpstreamError, RateLimited) as exc:
+                await _close(stream)
+                if isinstance(exc, UpstreamError) and not exc.retryable:
+                    raise
+                log.warning("deployment %s failed before the first token: %s", deployment.label, exc.message)
+                self._router.record_failure(deployment)
+                last = exc
+                continue
+            except BaseException:
+                await _close(stream)
+                raise
+            self._router.record_success(deployment)
+            log.info("response %s served by %s", prepared.response_id, deployment.label)
+            return _Started(deployment, stream, first)
+        assert last is not None
+        raise last
+
+    async def run(self, prepared: Prepared) -> AsyncIterator[list[Event]]:
+        """Batches of events, opening to terminal; the response is stored before the terminal batch."""
+        started = await self._start(prepared)
+        deployment = started.deployment
+        call = dataclasses.replace(prepared.call, model=deployment.name, upstream_model=deployment.entry.target)
+        max_calls = prepared.request.max_tool_calls
+        if not call.parallel_tool_calls:
+            max_calls = 1
+        builder = EventBuilder(
+            base_response(
+                response_id=prepared.response_id,
+                created_at=prepared.created_at,
+                request=prepared.request,
+                model=deployment.name,
+                tools=prepared.tools.echo,
+            ),
+            tools=call.tools,
+            allowed_tools=call.allowed_tools if call.tool_choice != "none" else frozenset(),
+            max_calls=max_calls,
+            text_format=call.text_format,
+            obfuscate=not (
+                prepared.request.stream_options is not None
+                and prepared.request.stream_options.include_obfuscation is False
+            ),
+            include_encrypted_reasoning=call.include_encrypted_reasoning,
+        )
+        stream = started.stream
+        first: Delta | None = started.first
+        retries_left = 1 if self._regenerate_once else 0
+        try:
+            yield builder.opening()
+            while True:
+                try:
+                    if first is not None:
+                        if batch := builder.feed(first):
+                            yield batch
+                        async for delta in stream:
+                            if batch := builder.feed(delta):
+                                yield batch
+                    batch = builder.finish()
+                    break
+                except GenerationFailed as exc:
+                    # Nothing of the bad output has left the server yet: ask the model once more.
+                    if not retries_left or builder.emitted_output:
+                        raise
+                    retries_left -= 1
+                    log.warning("regenerating response %s once: %s", prepared.response_id, exc.message)
+                    await _close(stream)
+                    builder.reset_pending()
+                    stream = deployment.provider.stream(call)
+                    first = await anext(stream, None)
+        except APIError as exc:
+            log.warning("response %s failed: %s", prepared.response_id, exc.message)
+            batch = builder.fail(exc)
+        except (asyncio.CancelledError, GeneratorExit):
+            final = builder.interrupt("client_disconnected")
+            await self._save(prepared, final, builder.events)
+            raise
+        except Exception:
+            log.exception("response %s failed with an internal error", prepared.response_id)
+            batch = builder.fail(ServerError("The server had an error while processing your request."))
+        finally:
+            await _close(stream)
+        assert builder.final is not None
+        await self._save(prepared, builder.final, builder.events)
+        yield batch
+
+    async def _save(self, prepared: Prepared, final: dict[str, Any], events: list[Event]) -> None:
+        if not prepared.store:
+            return
+        record = StoredResponse(
+            id=prepared.response_id,
+            owner=prepared.owner,
+            created_at=prepared.created_at,
+            status=final["status"],
+            previous_response_id=prepared.request.previous_response_id,
+            response=final,
+            input_items=prepared.input_items,
+        )
+        await self._store.save(record, events)
+
+
+async def _close(stream: AsyncIterator[Delta]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()

@@ -1,0 +1,1 @@
+"""The ASGI application: routes, SSE framing, auth, error mapping."""

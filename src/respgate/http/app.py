@@ -1,0 +1,123 @@
+"""The app factory: the gateway's parts are built once here and handed to the routes."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from respgate.config import ModelEntry, Settings
+from respgate.engine.router import Router
+from respgate.engine.service import ResponsesService
+from respgate.http.auth import KeyChecker
+from respgate.http.errors import RequestIdMiddleware, on_api_error, on_http_error, on_unexpected
+from respgate.http.routes import Routes
+from respgate.protocol.errors import APIError
+from respgate.providers.base import ManagedProvider, Provider
+from respgate.storage.base import ResponseStore
+from respgate.storage.sql import open_store
+
+log = logging.getLogger(__name__)
+
+ProviderFactory = Callable[[ModelEntry], Provider]
+
+
+@dataclass(slots=True, kw_only=True)
+class Gateway:
+    """The running parts: settings, store, router (with its providers), service."""
+
+    settings: Settings
+    store: ResponseStore
+    router: Router
+    service: ResponsesService
+
+    @classmethod
+    async def open(
+        cls,
+        settings: Settings,
+        *,
+        build_provider: ProviderFactory,
+        store: ResponseStore | None = None,
+    ) -> Gateway:
+        router = Router(
+            entries=settings.models,
+            build=build_provider,
+            aliases=settings.aliases,
+            fallbacks=settings.fallbacks,
+            default_model=settings.default_model,
+        )
+        started: list[ManagedProvider] = []
+        opened_store = store or await open_store(settings.resolved_database_url())
+        try:
+            for provider in router.providers():
+                if isinstance(provider, ManagedProvider):
+                    await provider.start()
+                    started.append(provider)
+        except BaseException:
+            for managed in started:
+                await managed.aclose()
+            await opened_store.aclose()
+            raise
+        return cls(
+            settings=settings,
+            store=opened_store,
+            router=router,
+            service=ResponsesService(store=opened_store, router=router),
+        )
+
+    async def aclose(self) -> None:
+        for provider in self.router.providers():
+            if isinstance(provider, ManagedProvider):
+                try:
+                    await provider.aclose()
+                except Exception:
+                    log.exception("closing a provider failed")
+        await self.store.aclose()
+
+
+def create_app(gateway: Gateway, *, manage: bool = False) -> ASGIApp:
+    """The ASGI app over `gateway`; with `manage`, the app's lifespan closes the gateway on shutdown."""
+    settings = gateway.settings
+    routes = Routes(
+        service=gateway.service,
+        store=gateway.store,
+        router=gateway.router,
+        keys=KeyChecker(settings.api_keys),
+        max_body_bytes=settings.max_body_bytes,
+        keepalive_seconds=settings.keepalive_seconds,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if manage:
+                await gateway.aclose()
+
+    app = Starlette(
+        routes=[
+            Route("/v1/responses", routes.create, methods=["POST"]),
+            Route("/v1/responses/{response_id}", routes.retrieve, methods=["GET"]),
+            Route("/v1/responses/{response_id}", routes.delete, methods=["DELETE"]),
+            Route("/v1/responses/{response_id}/cancel", routes.cancel, methods=["POST"]),
+            Route("/v1/responses/{response_id}/input_items", routes.input_items, methods=["GET"]),
+            Route("/v1/models", routes.models, methods=["GET"]),
+            Route("/v1/models/{model:path}", routes.model, methods=["GET"]),
+            Route("/healthz", routes.health, methods=["GET"]),
+        ],
+        exception_handlers={
+            APIError: on_api_error,
+            HTTPException: on_http_error,
+            Exception: on_unexpected,
+        },
+        lifespan=lifespan,
+    )
+    # Outermost, so that even a 500 from the error middleware carries the request id.
+    return RequestIdMiddleware(app)

@@ -1,0 +1,230 @@
+"""The endpoints: create, retrieve (JSON or replayed SSE), delete, cancel, input items, models, health."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any, get_args
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from respgate.engine.builder import Event
+from respgate.engine.router import Router
+from respgate.engine.service import Prepared, ResponsesService
+from respgate.http.auth import KeyChecker
+from respgate.http.errors import json_response
+from respgate.http.sse import EventStreamResponse, frame
+from respgate.protocol.errors import InvalidRequest, NotFound, PayloadTooLarge
+from respgate.protocol.request import Includable
+from respgate.storage.base import ResponseStore
+
+_INCLUDABLE: set[str] = set(get_args(Includable))
+_STARTED = int(time.time())
+
+
+class Routes:
+    def __init__(
+        self,
+        *,
+        service: ResponsesService,
+        store: ResponseStore,
+        router: Router,
+        keys: KeyChecker,
+        max_body_bytes: int,
+        keepalive_seconds: float,
+    ) -> None:
+        self._service = service
+        self._store = store
+        self._router = router
+        self._keys = keys
+        self._max_body = max_body_bytes
+        self._keepalive = keepalive_seconds
+
+    def _owner(self, request: Request) -> str:
+        return self._keys.owner(request.headers.get("authorization"))
+
+    async def _json_body(self, request: Request) -> Any:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max_body:
+            raise PayloadTooLarge(f"Request body too large: the limit is {self._max_body} bytes.")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > self._max_body:
+                raise PayloadTooLarge(f"Request body too large: the limit is {self._max_body} bytes.")
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidRequest(
+                "We could not parse the JSON body of your request. The API expects a JSON payload, but what "
+                "was sent was not valid JSON.",
+                code="invalid_json",
+            ) from exc
+
+    async def create(self, request: Request) -> Response | EventStreamResponse:
+        owner = self._owner(request)
+        prepared = await self._service.prepare(await self._json_body(request), owner=owner)
+        batches = self._service.run(prepared)
+        if prepared.stream:
+            # The first batch (response.created) is awaited here, so errors before the model answers
+            # are still plain HTTP errors with their own status.
+            first = await anext(batches)
+            return EventStreamResponse(_framed(first, batches), keepalive=self._keepalive)
+        final = await _final(prepared, batches)
+        return json_response(final)
+
+    async def retrieve(self, request: Request) -> Response | EventStreamResponse:
+        owner = self._owner(request)
+        response_id = request.path_params["response_id"]
+        _check_include(request)
+        if _flag(request, "stream"):
+            events = await self._store.events(response_id, owner)
+            if events is None:
+                raise _not_found(response_id)
+            after = _int_param(request, "starting_after", default=-1, minimum=-1)
+            replay = [event for event in events if event["sequence_number"] > after]
+            return EventStreamResponse(_replay(replay), keepalive=self._keepalive)
+        record = await self._store.get(response_id, owner)
+        if record is None:
+            raise _not_found(response_id)
+        return json_response(record.response)
+
+    async def delete(self, request: Request) -> Response:
+        owner = self._owner(request)
+        response_id = request.path_params["response_id"]
+        if not await self._store.delete(response_id, owner):
+            raise _not_found(response_id)
+        return json_response({"id": response_id, "object": "response", "deleted": True})
+
+    async def cancel(self, request: Request) -> Response:
+        owner = self._owner(request)
+        response_id = request.path_params["response_id"]
+        if await self._store.get(response_id, owner) is None:
+            raise _not_found(response_id)
+        raise InvalidRequest("Only responses created with background=true can be cancelled.", param="response_id")
+
+    async def input_items(self, request: Request) -> Response:
+        owner = self._owner(request)
+        response_id = request.path_params["response_id"]
+        _check_include(request)
+        limit = _int_param(request, "limit", default=20, minimum=1, maximum=100)
+        order = request.query_params.get("order", "desc")
+        if order not in ("asc", "desc"):
+            raise InvalidRequest(
+                f"Invalid value: '{order}'. Supported values are: 'asc' and 'desc'.",
+                param="order",
+                code="invalid_value",
+            )
+        record = await self._store.get(response_id, owner)
+        if record is None:
+            raise _not_found(response_id)
+        items = list(record.input_items if order == "asc" else reversed(record.input_items))
+        after = request.query_params.get("after")
+        if after is not None:
+            ids = [item.get("id") for item in items]
+            if after not in ids:
+                raise InvalidRequest(f"Item with id '{after}' not found.", param="after")
+            items = items[ids.index(after) + 1 :]
+        page = items[:limit]
+        return json_response(
+            {
+                "object": "list",
+                "data": page,
+                "first_id": page[0].get("id") if page else None,
+                "last_id": page[-1].get("id") if page else None,
+                "has_more": len(items) > limit,
+            }
+        )
+
+    async def models(self, request: Request) -> Response:
+        self._owner(request)
+        return json_response({"object": "list", "data": [_model(name) for name in self._router.model_names]})
+
+    async def model(self, request: Request) -> Response:
+        self._owner(request)
+        name = request.path_params["model"]
+        return json_response(
+            _model(self._router.canonical(name) if name not in self._router.model_names else name)
+        )
+
+    async def health(self, request: Request) -> Response:
+        return json_response({"status": "ok"})
+
+
+def _model(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": _STARTED, "owned_by": "respgate"}
+
+
+async def _final(prepared: Prepared, batches: AsyncIterator[list[Event]]) -> dict[str, Any]:
+    last: list[Event] = []
+    async for batch in batches:
+        last = batch
+    response: dict[str, Any] = last[-1]["response"]
+    return response
+
+
+async def _framed(first: list[Event], batches: AsyncIterator[list[Event]]) -> AsyncIterator[bytes]:
+    try:
+        yield frame(first)
+        async for batch in batches:
+            yield frame(batch)
+    finally:
+        await batches.aclose()  # type: ignore[attr-defined]
+
+
+async def _replay(events: list[Event]) -> AsyncIterator[bytes]:
+    if events:
+        yield frame(events)
+
+
+def _not_found(response_id: str) -> NotFound:
+    return NotFound(f"Response with id '{response_id}' not found.", param="response_id")
+
+
+def _flag(request: Request, name: str) -> bool:
+    value = request.query_params.get(name)
+    if value is None:
+        return False
+    lowered = value.lower()
+    if lowered not in ("true", "false", "1", "0"):
+        raise InvalidRequest(
+            f"Invalid type for '{name}': expected a boolean, but got a string instead.",
+            param=name,
+            code="invalid_type",
+        )
+    return lowered in ("true", "1")
+
+
+def _int_param(request: Request, name: str, *, default: int, minimum: int, maximum: int | None = None) -> int:
+    value = request.query_params.get(name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError as exc:
+        raise InvalidRequest(
+            f"Invalid type for '{name}': expected an integer, but got a string instead.",
+            param=name,
+            code="invalid_type",
+        ) from exc
+    if number < minimum or (maximum is not None and number > maximum):
+        bound = f">= {minimum}" if number < minimum else f"<= {maximum}"
+        code = "integer_below_min_value" if number < minimum else "integer_above_max_value"
+        raise InvalidRequest(
+            f"Invalid '{name}': integer out of range. Expected a value {bound}, but got {number} instead.",
+            param=name,
+            code=code,
+        )
+    return number
+
+
+def _check_include(request: Request) -> None:
+    for value in request.query_params.getlist("include[]") + request.query_params.getlist("include"):
+        if value not in _INCLUDABLE:
+            raise InvalidRequest(
+                f"Invalid value: '{value}'. Supported values are: {', '.join(sorted(_INCLUDABLE))}.",
+                param="include",
+                code="invalid_value",
+            )

@@ -1,0 +1,157 @@
+"""A scripted model: plays back configured turns through the real engine. For tests and client developers.
+
+```yaml
+models:
+  - name: gpt-4.1
+    provider: scripted
+    delay: 0.0            # seconds between tokens
+    script:               # turn N answers a context that already holds N assistant turns
+      - tool_calls: [{name: current_time, arguments: {}}]
+      - text: "It is noon."
+```
+A turn may hold `text`, `refusal`, `reasoning`, `tool_calls`, `echo: true` (repeat the last user text),
+`error: {status, message}` (fail before the first token) or `fail_after: N` (fail after N tokens).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from respgate.config import ModelEntry
+from respgate.protocol.errors import InvalidRequest, RateLimited, UpstreamError
+from respgate.providers.base import (
+    Delta,
+    Finish,
+    ModelCall,
+    ReasoningDelta,
+    RefusalDelta,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallEnd,
+    Usage,
+)
+
+_TOKEN = re.compile(r"\s*[^\s]{1,4}|\s+")
+
+
+class ScriptedCall(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    arguments: dict[str, Any] | str = Field(default_factory=dict)
+
+
+class ScriptedError(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: int = 500
+    message: str = "The scripted upstream failed."
+
+
+class ScriptedTurn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = None
+    refusal: str | None = None
+    reasoning: str | None = None
+    tool_calls: list[ScriptedCall] = Field(default_factory=list)
+    echo: bool = False
+    error: ScriptedError | None = None
+    fail_after: int | None = Field(default=None, ge=0)
+    delay: float | None = Field(default=None, ge=0)
+
+
+class ScriptedSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    script: list[ScriptedTurn] = Field(default_factory=lambda: [ScriptedTurn(echo=True)])
+    delay: float = Field(default=0.0, ge=0)
+
+
+def tokens(text: str) -> list[str]:
+    """Split text into token-sized pieces (words of up to four characters, with their leading space)."""
+    return _TOKEN.findall(text)
+
+
+def assistant_turns(items: list[dict[str, Any]]) -> int:
+    """How many runs of consecutive assistant items (messages, calls, reasoning) the context holds."""
+    turns, inside = 0, False
+    for item in items:
+        kind = item.get("type")
+        is_assistant = kind in ("function_call", "reasoning") or (
+            kind == "message" and item.get("role") == "assistant"
+        )
+        if is_assistant and not inside:
+            turns += 1
+        inside = is_assistant
+    return turns
+
+
+def _last_user_text(items: list[dict[str, Any]]) -> str:
+    for item in reversed(items):
+        if item.get("type") == "message" and item.get("role") == "user":
+            return "".join(
+                part.get("text", "") for part in item.get("content", []) if part.get("type") == "input_text"
+            )
+    return ""
+
+
+def _fail(error: ScriptedError) -> Exception:
+    if error.status == 429:
+        return RateLimited(error.message, code="rate_limit_exceeded")
+    if 400 <= error.status < 500:
+        return InvalidRequest(f"Upstream rejected the request: {error.message}")
+    return UpstreamError(error.message, upstream_status=error.status)
+
+
+class ScriptedProvider:
+    def __init__(self, entry: ModelEntry) -> None:
+        self._settings = ScriptedSettings.model_validate(entry.provider_settings())
+
+    async def stream(self, call: ModelCall) -> AsyncIterator[Delta]:
+        script = self._settings.script
+        turn = script[min(assistant_turns(call.items), len(script) - 1)]
+        if turn.error is not None:
+            raise _fail(turn.error)
+        delay = self._settings.delay if turn.delay is None else turn.delay
+        budget = call.max_output_tokens
+        produced = 0
+        input_tokens = max(1, len(orjson.dumps(call.items)) // 4 + len(call.instructions or "") // 4)
+
+        pieces: list[Delta] = []
+        if turn.reasoning:
+            pieces += [ReasoningDelta(text=piece) for piece in tokens(turn.reasoning)]
+        if turn.refusal:
+            pieces += [RefusalDelta(piece) for piece in tokens(turn.refusal)]
+        text = _last_user_text(call.items) if turn.echo else turn.text
+        if text:
+            pieces += [TextDelta(piece) for piece in tokens(text)]
+        calls = [] if call.tool_choice == "none" else turn.tool_calls
+        for index, scripted in enumerate(calls):
+            arguments = scripted.arguments
+            encoded = arguments if isinstance(arguments, str) else orjson.dumps(arguments).decode()
+            chunks = [encoded[start : start + 8] for start in range(0, len(encoded), 8)] or [""]
+            pieces.append(ToolCallDelta(index, name=scripted.name, arguments=chunks[0]))
+            pieces += [ToolCallDelta(index, arguments=chunk) for chunk in chunks[1:]]
+            pieces.append(ToolCallEnd(index))
+
+        for piece in pieces:
+            if turn.fail_after is not None and produced >= turn.fail_after:
+                raise UpstreamError("The scripted upstream dropped the connection.", retryable=False)
+            if budget is not None and produced >= budget and not isinstance(piece, ToolCallEnd):
+                yield Usage(input_tokens=input_tokens, output_tokens=produced)
+                yield Finish("length")
+                return
+            if delay:
+                await asyncio.sleep(delay)
+            if not isinstance(piece, ToolCallEnd):
+                produced += 1
+            yield piece
+        yield Usage(input_tokens=input_tokens, output_tokens=produced, reasoning_tokens=0)
+        yield Finish("stop")

@@ -1,0 +1,363 @@
+"""HTTP plumbing shared by the remote providers: settings, one aiohttp session, SSE, error translation."""
+
+from __future__ import annotations
+
+import codecs
+import os
+import re
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from respgate.config import ConfigError, ModelEntry
+from respgate.protocol.errors import APIError, InvalidRequest, UpstreamError
+from respgate.providers.base import ModelCall
+
+
+class Timeouts(BaseModel):
+    """Seconds to open a connection, and to wait for each read of the body (not the whole stream)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    connect: float = Field(default=10.0, gt=0)
+    read: float = Field(default=300.0, gt=0)
+
+
+class Capabilities(BaseModel):
+    """What a deployment can do, for what cannot be probed; a request needing more gets a 400."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    parallel_tool_calls: bool = True
+    strict: bool = True
+    json_schema: bool = True
+    images: bool = True
+    files: bool = False
+    reasoning: bool = True
+
+
+class UpstreamSettings(BaseModel):
+    """The keys every remote deployment accepts; each provider extends it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str
+    api_key: SecretStr | None = None
+    api_key_env: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Timeouts = Field(default_factory=Timeouts)
+    params: dict[str, Any] = Field(default_factory=dict)
+    capabilities: Capabilities = Field(default_factory=Capabilities)
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> UpstreamSettings:
+        if self.api_key is not None and self.api_key_env is not None:
+            raise ValueError("set api_key or api_key_env, not both")
+        return self
+
+    def resolved_api_key(self, model: str) -> str | None:
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        if self.api_key_env is None:
+            return None
+        value = os.environ.get(self.api_key_env)
+        if not value:
+            raise ConfigError(f"model '{model}': environment variable {self.api_key_env} is not set")
+        return value
+
+
+SettingsT = TypeVar("SettingsT", bound=UpstreamSettings)
+
+
+def load_settings(entry: ModelEntry, model: type[SettingsT]) -> SettingsT:
+    """Validate an entry's provider settings; the message never echoes values (they may be secrets)."""
+    try:
+        return model.model_validate(entry.provider_settings())
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or '(settings)'}: {error['msg']}"
+            for error in exc.errors(include_input=False, include_url=False)
+        )
+        raise ConfigError(f"model '{entry.name}' ({entry.provider}): {problems}") from exc
+
+
+def merge_params(defaults: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    """The configured default parameters under the request's own (nested mappings merge)."""
+    merged = dict(defaults)
+    for key, value in body.items():
+        base = merged.get(key)
+        if isinstance(base, dict) and isinstance(value, dict):
+            merged[key] = merge_params(base, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _content_parts(call: ModelCall) -> Iterator[dict[str, Any]]:
+    for item in call.items:
+        content = item.get("content") if item.get("type") == "message" else item.get("output")
+        if isinstance(content, list):
+            yield from (part for part in content if isinstance(part, dict))
+
+
+def check_capabilities(call: ModelCall, caps: Capabilities) -> None:
+    """Refuse, naming the feature, a request this deployment cannot honour (never drop it silently)."""
+    kinds = {part.get("type") for part in _content_parts(call)}
+    missing: list[str] = []
+    if "input_image" in kinds and not caps.images:
+        missing.append("image inputs (input_image)")
+    if "input_file" in kinds and not caps.files:
+        missing.append("file inputs (input_file)")
+    fmt = (call.text_format or {}).get("type")
+    if fmt == "json_schema" and not caps.json_schema:
+        missing.append("structured output (text.format json_schema)")
+    if call.reasoning_effort is not None and not caps.reasoning:
+        missing.append("reasoning (reasoning.effort)")
+    if call.include_encrypted_reasoning and not caps.reasoning:
+        missing.append("reasoning.encrypted_content")
+    if not call.parallel_tool_calls and call.callable_tools() and not caps.parallel_tool_calls:
+        missing.append("parallel_tool_calls=false")
+    if missing:
+        raise InvalidRequest(
+            f"Model '{call.model}' does not support {', '.join(missing)} on this deployment.",
+            code="unsupported_feature",
+        )
+
+
+def error_message(body: bytes) -> str:
+    """The human message inside an upstream error body, whatever its dialect."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body.decode("utf-8", "replace").strip()[:500]
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])[:500]
+        for key in ("message", "detail", "error"):
+            if isinstance(data.get(key), str):
+                return str(data[key])[:500]
+    return body.decode("utf-8", "replace").strip()[:500]
+
+
+class UpstreamStatus(Exception):
+    """The upstream answered with a non-2xx status (translated by `Upstream.errors`)."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.body = body
+
+
+class MalformedUpstream(Exception):
+    """The upstream sent data that does not follow its own wire format."""
+
+
+@dataclass(slots=True)
+class SSEEvent:
+    event: str
+    data: str
+
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+class SSEDecoder:
+    """Incremental `text/event-stream` parser (WHATWG rules); no line-length limit."""
+
+    def __init__(self) -> None:
+        self._text = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._buffer = ""
+        self._event = ""
+        self._data: list[str] = []
+        self._after_cr = False
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        text = self._text.decode(chunk)
+        if self._after_cr and text.startswith("\n"):
+            # The previous chunk ended in CR and this LF completes that CRLF: not a new line.
+            text = text[1:]
+        if text:
+            self._after_cr = text.endswith("\r")
+        self._buffer += text
+        events: list[SSEEvent] = []
+        start = 0
+        for match in _LINE_BREAK.finditer(self._buffer):
+            self._line(self._buffer[start : match.start()], events)
+            start = match.end()
+        self._buffer = self._buffer[start:]
+        return events
+
+    def _line(self, line: str, events: list[SSEEvent]) -> None:
+        if not line:
+            if self._data:
+                events.append(SSEEvent(self._event or "message", "\n".join(self._data)))
+            self._event, self._data = "", []
+            return
+        if line.startswith(":"):
+            return
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+
+
+class SSEStream:
+    """Async iterator of the events of one streamed response body."""
+
+    def __init__(self, content: aiohttp.StreamReader) -> None:
+        self._content = content
+        self._decoder = SSEDecoder()
+        self._pending: list[SSEEvent] = []
+
+    def __aiter__(self) -> SSEStream:
+        return self
+
+    async def __anext__(self) -> SSEEvent:
+        while not self._pending:
+            chunk = await self._content.readany()
+            if not chunk:
+                raise StopAsyncIteration
+            self._pending = self._decoder.feed(chunk)
+            self._pending.reverse()
+        return self._pending.pop()
+
+
+def parse_json(data: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedUpstream(f"invalid JSON in an event: {exc}") from exc
+    if not isinstance(value, dict):
+        raise MalformedUpstream("an event's data is not a JSON object")
+    return value
+
+
+class StreamGuard:
+    """Remembers whether a delta reached the engine: after that, a failure cannot be retried."""
+
+    __slots__ = ("yielded",)
+
+    def __init__(self) -> None:
+        self.yielded = False
+
+
+_RETRYABLE_STATUS = frozenset({408, 409, 429})
+_CLIENT_FAULT_STATUS = frozenset({400, 404, 413, 422})
+
+
+class Upstream:
+    """One aiohttp session to one upstream, owned by a provider for the server's lifetime."""
+
+    def __init__(self, *, model: str, base_url: str, headers: dict[str, str], timeout: Timeouts) -> None:
+        self._model = model
+        self._base_url = base_url.rstrip("/")
+        self._headers = {"Content-Type": "application/json", "Accept": "text/event-stream", **headers}
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout.connect, sock_read=timeout.read)
+        # Values that must never reach a log line or an error message.
+        self._secrets = tuple(
+            value for key, value in headers.items() if key.lower() in {"authorization", "x-api-key", "api-key"}
+        )
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    @asynccontextmanager
+    async def post_sse(self, path: str, body: dict[str, Any]) -> AsyncIterator[SSEStream]:
+        """POST a JSON body and stream the SSE answer; a non-2xx status raises `UpstreamStatus`."""
+        if self._session is None:
+            raise RuntimeError("provider used before start()")
+        async with self._session.post(self._base_url + path, data=orjson.dumps(body)) as response:
+            if response.status >= 300:
+                raise UpstreamStatus(response.status, await response.read())
+            if not response.content_type.startswith("text/event-stream"):
+                raise MalformedUpstream(f"expected an event stream, got {response.content_type or 'no type'}")
+            yield SSEStream(response.content)
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            for variant in (secret, secret.removeprefix("Bearer ")):
+                if variant:
+                    text = text.replace(variant, "[redacted]")
+        return text
+
+    def _status_error(self, exc: UpstreamStatus) -> APIError:
+        status = exc.status
+        if status in (401, 403):
+            return UpstreamError(
+                f"The upstream of model '{self._model}' refused this deployment's credentials (HTTP {status}).",
+                retryable=False,
+                upstream_status=status,
+            )
+        message = self._scrub(error_message(exc.body)) or f"HTTP {status}"
+        if status in _CLIENT_FAULT_STATUS:
+            return InvalidRequest(f"Upstream rejected the request: {message}", code="upstream_rejected")
+        return UpstreamError(
+            f"The upstream of model '{self._model}' failed (HTTP {status}): {message}",
+            retryable=status >= 500 or status in _RETRYABLE_STATUS,
+            upstream_status=status,
+        )
+
+    @contextmanager
+    def errors(self, guard: StreamGuard) -> Iterator[None]:
+        """Translate every failure of one call into our hierarchy (retryable only before any delta)."""
+        try:
+            yield
+        except UpstreamError as exc:
+            if exc.retryable and guard.yielded:
+                raise UpstreamError(
+                    exc.message, retryable=False, upstream_status=exc.upstream_status, code=exc.code
+                ) from exc
+            raise
+        except APIError:
+            raise
+        except UpstreamStatus as exc:
+            raise self._status_error(exc) from exc
+        except (MalformedUpstream, orjson.JSONDecodeError) as exc:
+            raise UpstreamError(
+                f"The upstream of model '{self._model}' sent malformed data: {self._scrub(str(exc))}",
+                retryable=not guard.yielded,
+            ) from exc
+        except TimeoutError as exc:
+            raise UpstreamError(
+                f"The upstream of model '{self._model}' timed out.", retryable=not guard.yielded
+            ) from exc
+        except aiohttp.ClientError as exc:
+            what = "could not be reached" if isinstance(exc, aiohttp.ClientConnectionError) else "failed"
+            if guard.yielded:
+                what = "broke off the stream"
+            raise UpstreamError(
+                f"The upstream of model '{self._model}' {what}: {self._scrub(type(exc).__name__)}.",
+                retryable=not guard.yielded,
+            ) from exc
+
+
+def tag_reasoning(provider: str, blob: str) -> str:
+    """Mark an opaque reasoning blob minted by a non-OpenAI backend, so only that backend replays it.
+
+    OpenAI's own `encrypted_content` is passed as-is (base64, never a colon); foreign blobs carry
+    `respgate.<provider>:` so that other providers can recognise and drop them.
+    """
+    return f"respgate.{provider}:{blob}"
+
+
+def untag_reasoning(blob: str) -> tuple[str | None, str]:
+    """`(provider, blob)` for a tagged blob, `(None, blob)` for an OpenAI one."""
+    if blob.startswith("respgate.") and ":" in blob:
+        prefix, _, rest = blob.partition(":")
+        return prefix.removeprefix("respgate."), rest
+    return None, blob

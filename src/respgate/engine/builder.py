@@ -11,7 +11,9 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
+
+from openai.types.responses import ResponseError
 
 from respgate.engine.fold import ResponseFold
 from respgate.engine.tools import check_arguments, check_output_text
@@ -33,6 +35,10 @@ from respgate.providers.base import (
 log = logging.getLogger(__name__)
 
 Event = dict[str, Any]
+
+# `Response.error.code` is an enum in the SDK's types; a code outside it (ours, like
+# `invalid_tool_arguments`) is reported as `server_error`, its detail kept in the message.
+_RESPONSE_ERROR_CODES = frozenset(get_args(ResponseError.model_fields["code"].annotation))
 
 
 @dataclass(slots=True)
@@ -169,7 +175,8 @@ class EventBuilder:
         self._close_open(out, status="incomplete")
         self._pending.clear()
         response = self._terminal_response()
-        response.update(status="failed", error={"code": error.code or "server_error", "message": error.message})
+        code = error.code if error.code in _RESPONSE_ERROR_CODES else "server_error"
+        response.update(status="failed", error={"code": code, "message": error.message})
         self.final = response
         self._emit(out, {"type": "response.failed", "response": response})
         return out
@@ -181,13 +188,18 @@ class EventBuilder:
         self._usage = Usage(0, 0)
 
     def interrupt(self, reason: str) -> dict[str, Any]:
-        """The response as it stands when the client went away (no event: nobody is listening)."""
+        """The response as it stands when the client went away.
+
+        Nobody is listening, so the closing events are not sent; they are recorded all the same,
+        terminal event included, so that a `GET ?stream=true` replay is a whole stream.
+        """
         sink: list[Event] = []
         self._close_open(sink, status="incomplete")
         self._pending.clear()
         response = self._terminal_response()
         response.update(status="incomplete", incomplete_details={"reason": reason})
         self.final = response
+        self._emit(sink, {"type": "response.incomplete", "response": response})
         return response
 
     def _text_so_far(self) -> str:
@@ -207,7 +219,8 @@ class EventBuilder:
             "output": self._fold.output(),
             "usage": {
                 "input_tokens": usage.input_tokens,
-                "input_tokens_details": {"cached_tokens": usage.cached_tokens},
+                # `cache_write_tokens` is required by the SDK's `InputTokensDetails` type (openai 3.x).
+                "input_tokens_details": {"cached_tokens": usage.cached_tokens, "cache_write_tokens": 0},
                 "output_tokens": usage.output_tokens,
                 "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
                 "total_tokens": usage.input_tokens + usage.output_tokens,

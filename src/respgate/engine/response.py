@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from respgate.protocol.request import CreateResponse
+from respgate.protocol.request import CreateResponse, FormatJsonSchema
 
 
 def base_response(
@@ -17,8 +17,14 @@ def base_response(
 ) -> dict[str, Any]:
     """The in-progress Response: every field present, request values echoed, OpenAI's defaults elsewhere."""
     text = request.text
+    text_format: dict[str, Any] = {"type": "text"}
+    if text is not None:
+        text_format = text.format.model_dump(by_alias=True, exclude_none=True)
+        if isinstance(text.format, FormatJsonSchema):
+            # Echoed whole, as OpenAI does: `description` null when absent, `strict` a boolean.
+            text_format.update(description=text.format.description, strict=bool(text.format.strict))
     text_echo: dict[str, Any] = {
-        "format": text.format.model_dump(by_alias=True, exclude_none=True) if text else {"type": "text"},
+        "format": text_format,
         "verbosity": request.verbosity or (text.verbosity if text else None) or "medium",
     }
     reasoning = request.reasoning

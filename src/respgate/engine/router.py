@@ -66,7 +66,10 @@ class Router:
             grouped.setdefault(entry.name, []).append(dep)
         self._pools = {name: _Pool(deps) for name, deps in grouped.items()}
         self._aliases = dict(aliases or {})
-        self._fallbacks = dict(fallbacks or {})
+        # Settings may key a chain by alias; lookups use the model's own name.
+        self._fallbacks: dict[str, list[str]] = {}
+        for name, chain in (fallbacks or {}).items():
+            self._fallbacks.setdefault(self._aliases.get(name, name), []).extend(chain)
         self._default = default_model
         self._cooldown_after = cooldown_after
         self._cooldown_seconds = cooldown_seconds

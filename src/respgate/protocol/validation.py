@@ -24,11 +24,12 @@ _TYPE_NAMES = {
     "list_type": "an array",
 }
 
+# pydantic error -> (OpenAI's words, operator, ctx key, OpenAI's code infix: `decimal_above_max_value`).
 _RANGE = {
-    "greater_than_equal": ("below minimum value", ">=", "ge"),
-    "greater_than": ("below minimum value", ">", "gt"),
-    "less_than_equal": ("above maximum value", "<=", "le"),
-    "less_than": ("above maximum value", "<", "lt"),
+    "greater_than_equal": ("below minimum value", ">=", "ge", "below_min"),
+    "greater_than": ("below minimum value", ">", "gt", "below_min"),
+    "less_than_equal": ("above maximum value", "<=", "le", "above_max"),
+    "less_than": ("above maximum value", "<", "lt", "above_max"),
 }
 
 
@@ -87,19 +88,28 @@ def to_invalid_request(exc: ValidationError, raw: Any, *, prefix: str = "") -> I
         )
     if kind == "extra_forbidden":
         return InvalidRequest(f"Unknown parameter: '{param}'.", param=param, code="unknown_parameter")
-    if kind in ("literal_error", "union_tag_invalid", "enum"):
+    if kind == "union_tag_invalid":
+        # A discriminated union with an unknown tag: name the tag field and the tags it accepts.
+        ctx = error.get("ctx") or {}
+        field = str(ctx.get("discriminator", "")).strip("'")
+        return InvalidRequest(
+            f"Invalid value: '{ctx.get('tag')}'. Supported values are: {ctx.get('expected_tags')}.",
+            param=f"{param}.{field}" if field else param,
+            code="invalid_value",
+        )
+    if kind in ("literal_error", "enum"):
         expected = str((error.get("ctx") or {}).get("expected", ""))
         shown = value if not isinstance(value, dict | list) else _json_kind(value)
         return InvalidRequest(
             f"Invalid value: '{shown}'. Supported values are: {expected}.", param=param, code="invalid_value"
         )
     if kind in _RANGE:
-        words, op, key = _RANGE[kind]
+        words, op, key, infix = _RANGE[kind]
         bound = (error.get("ctx") or {}).get(key)
         number = "decimal" if isinstance(bound, float) or isinstance(value, float) else "integer"
         if isinstance(bound, float) and bound.is_integer():
             bound = int(bound)
-        code = f"{number}_{words.replace(' ', '_')}"
+        code = f"{number}_{infix}_value"
         return InvalidRequest(
             f"Invalid '{param}': {number} {words}. Expected a value {op} {bound}, but got {value} instead.",
             param=param,

@@ -144,8 +144,11 @@ class _Messages:
 def _response_format(text_format: dict[str, Any]) -> dict[str, Any] | None:
     kind = text_format.get("type")
     if kind == "json_schema":
+        # An absent description is left out: strict servers reject `null` where the API wants a string.
         schema = {
-            key: text_format[key] for key in ("name", "description", "schema", "strict") if key in text_format
+            key: text_format[key]
+            for key in ("name", "description", "schema", "strict")
+            if text_format.get(key) is not None
         }
         return {"type": "json_schema", "json_schema": schema}
     if kind == "json_object":

@@ -58,10 +58,9 @@ def _input_item(item: dict[str, Any]) -> dict[str, Any] | None:
         blob = item.get("encrypted_content")
         if not blob or untag_reasoning(blob)[0] is not None:
             return None
-        replay = {"type": "reasoning", "summary": item.get("summary") or [], "encrypted_content": blob}
-        if item.get("id"):
-            replay["id"] = item["id"]
-        return replay
+        # Without its id: ours was minted by the gateway, and with store=false the upstream would look
+        # it up and refuse the request ("Item with id 'rs_…' not found"); the blob alone is replayable.
+        return {"type": "reasoning", "summary": item.get("summary") or [], "encrypted_content": blob}
     return {key: value for key, value in item.items() if key not in ("id", "status")}
 
 
@@ -114,7 +113,8 @@ class OpenAIResponsesProvider:
             if caps.parallel_tool_calls:
                 body["parallel_tool_calls"] = call.parallel_tool_calls
         if call.text_format:
-            body["text"] = {"format": call.text_format}
+            # An absent description is left out: the API wants a string there, not `null`.
+            body["text"] = {"format": {key: value for key, value in call.text_format.items() if value is not None}}
         if call.reasoning_effort is not None:
             body["reasoning"] = {"effort": call.reasoning_effort}
         if call.include_encrypted_reasoning or settings.include_encrypted_reasoning:

@@ -130,19 +130,22 @@ def check_capabilities(call: ModelCall, caps: Capabilities) -> None:
 
 
 def error_message(body: bytes) -> str:
-    """The human message inside an upstream error body, whatever its dialect."""
+    """The human message inside an upstream error body, whatever its dialect (not shortened)."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return body.decode("utf-8", "replace").strip()[:500]
+        return body.decode("utf-8", "replace").strip()
     if isinstance(data, dict):
         error = data.get("error")
         if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])[:500]
+            return str(error["message"])
         for key in ("message", "detail", "error"):
             if isinstance(data.get(key), str):
-                return str(data[key])[:500]
-    return body.decode("utf-8", "replace").strip()[:500]
+                return str(data[key])
+    return body.decode("utf-8", "replace").strip()
+
+
+_MESSAGE_LIMIT = 500
 
 
 class UpstreamStatus(Exception):
@@ -249,8 +252,10 @@ class StreamGuard:
         self.yielded = False
 
 
-_RETRYABLE_STATUS = frozenset({408, 409, 429})
-_CLIENT_FAULT_STATUS = frozenset({400, 404, 413, 422})
+# 404 means this deployment's base_url or upstream_model is wrong: the client cannot fix that, and
+# another deployment may not share the mistake.
+_RETRYABLE_STATUS = frozenset({404, 408, 409, 429})
+_CLIENT_FAULT_STATUS = frozenset({400, 413, 422})
 
 
 class Upstream:
@@ -295,6 +300,13 @@ class Upstream:
                     text = text.replace(variant, "[redacted]")
         return text
 
+    def _scrub_message(self, exc: APIError) -> None:
+        """Redact any credential in `exc`'s message: upstreams do echo keys in their errors."""
+        clean = self._scrub(exc.message)
+        if clean != exc.message:
+            exc.message = clean
+            exc.args = (clean,)
+
     def _status_error(self, exc: UpstreamStatus) -> APIError:
         status = exc.status
         if status in (401, 403):
@@ -303,7 +315,8 @@ class Upstream:
                 retryable=False,
                 upstream_status=status,
             )
-        message = self._scrub(error_message(exc.body)) or f"HTTP {status}"
+        # Redact before shortening, so that a cut never leaves part of a key unrecognised.
+        message = self._scrub(error_message(exc.body))[:_MESSAGE_LIMIT] or f"HTTP {status}"
         if status in _CLIENT_FAULT_STATUS:
             return InvalidRequest(f"Upstream rejected the request: {message}", code="upstream_rejected")
         return UpstreamError(
@@ -320,10 +333,13 @@ class Upstream:
         except UpstreamError as exc:
             if exc.retryable and guard.yielded:
                 raise UpstreamError(
-                    exc.message, retryable=False, upstream_status=exc.upstream_status, code=exc.code
+                    self._scrub(exc.message), retryable=False, upstream_status=exc.upstream_status, code=exc.code
                 ) from exc
+            self._scrub_message(exc)
             raise
-        except APIError:
+        except APIError as exc:
+            # In-stream errors carry the upstream's own words.
+            self._scrub_message(exc)
             raise
         except UpstreamStatus as exc:
             raise self._status_error(exc) from exc

@@ -66,11 +66,6 @@ async def test_anthropic_thinking_is_replayed_to_anthropic(upstreams: Upstreams,
     assert assistant["content"][0] == {"type": "thinking", "thinking": THINKING, "signature": BLOB}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine/builder.py keeps encrypted_content in the output (and so in the store) only when the "
-    "client asked for it with include; the next turn then cannot replay the thinking block",
-)
 async def test_anthropic_thinking_is_replayed_even_when_the_client_did_not_ask_to_see_it(
     upstreams: Upstreams, make_app: Any
 ) -> None:

@@ -232,3 +232,27 @@ async def test_a_timeout_before_the_first_token_fails_over(upstreams: Upstreams,
         silent.close()
         await silent.wait_closed()
     assert output_text(final) == "Eventually." and len(accepted) == 1
+
+
+async def test_a_feature_one_deployment_lacks_is_served_by_another(upstreams: Upstreams, make_app: Any) -> None:
+    """Anthropic without structured output and a chat server share a name: json_schema always lands on chat."""
+    anthropic = await upstreams.start("anthropic")
+    chat = await upstreams.start("chat_completions")
+    app = await make_app([entry("anthropic", anthropic), entry("chat_completions", chat)])
+    client = app.client()
+    city = {
+        "type": "json_schema",
+        "name": "city",
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "properties": {"name": {"type": "string"}},
+            "required": ["name"],
+            "additionalProperties": False,
+        },
+    }
+    for _ in range(3):
+        chat.enqueue(Reply(text='{"name": "Oslo"}', chunks=2))
+        final = await create_json(client, model="gpt-4.1", input="A city, as JSON.", text={"format": city})
+        assert final["status"] == "completed" and output_text(final) == '{"name": "Oslo"}'
+    assert anthropic.requests == [] and len(chat.requests) == 3

@@ -96,11 +96,6 @@ async def test_streamed_json_text_that_breaks_the_schema_fails_the_response(
     assert stored["status"] == "failed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine/service.py regenerates only while builder.emitted_output is false, which a "
-    "non-streamed text answer has already set when check_output_text runs in finish()",
-)
 @pytest.mark.parametrize("kind", JSON_KINDS)
 async def test_json_text_that_breaks_the_schema_is_regenerated_when_not_streamed(
     kind: str, upstreams: Upstreams, make_app: Any

@@ -90,6 +90,8 @@ class EventBuilder:
         self._finish: FinishReason = "stop"
         self._fold = ResponseFold()
         self.events: list[Event] = []
+        # Every reasoning item's opaque blob, shown or not: the store keeps them for the next turn.
+        self.reasoning_blobs: dict[str, str] = {}
         self.final: dict[str, Any] | None = None
 
     # -- stamping: the one place sequence numbers are set -------------------------------------------------
@@ -324,6 +326,7 @@ class EventBuilder:
             opened = self._open_item(out, "reasoning", "rs", {"type": "reasoning", "summary": []})
         if delta.encrypted_content:
             opened.encrypted_content = delta.encrypted_content
+            self.reasoning_blobs[opened.item_id] = delta.encrypted_content
         if not delta.text:
             return
         if opened.part_kind != delta.kind:

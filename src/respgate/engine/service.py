@@ -151,6 +151,7 @@ class ResponsesService:
     async def _start(self, prepared: Prepared) -> _Started:
         """Open a provider stream and wait for its first delta, failing over on retryable errors."""
         last: APIError | None = None
+        unsupported: InvalidRequest | None = None
         for deployment in self._router.attempts(prepared.request.model):
             call = dataclasses.replace(
                 prepared.call, model=deployment.name, upstream_model=deployment.entry.target
@@ -166,41 +167,30 @@ class ResponsesService:
                 self._router.record_failure(deployment)
                 last = exc
                 continue
+            except InvalidRequest as exc:
+                await _close(stream)
+                if exc.code != "unsupported_feature":
+                    raise
+                # This deployment lacks a feature the request needs; another deployment may have it.
+                log.info("deployment %s cannot serve this request: %s", deployment.label, exc.message)
+                unsupported = unsupported or exc
+                continue
             except BaseException:
                 await _close(stream)
                 raise
             self._router.record_success(deployment)
             log.info("response %s served by %s", prepared.response_id, deployment.label)
             return _Started(deployment, stream, first)
-        assert last is not None
-        raise last
+        error = last or unsupported
+        assert error is not None
+        raise error
 
     async def run(self, prepared: Prepared) -> AsyncIterator[list[Event]]:
         """Batches of events, opening to terminal; the response is stored before the terminal batch."""
         started = await self._start(prepared)
         deployment = started.deployment
         call = dataclasses.replace(prepared.call, model=deployment.name, upstream_model=deployment.entry.target)
-        max_calls = prepared.request.max_tool_calls
-        if not call.parallel_tool_calls:
-            max_calls = 1
-        builder = EventBuilder(
-            base_response(
-                response_id=prepared.response_id,
-                created_at=prepared.created_at,
-                request=prepared.request,
-                model=deployment.name,
-                tools=prepared.tools.echo,
-            ),
-            tools=call.tools,
-            allowed_tools=call.allowed_tools if call.tool_choice != "none" else frozenset(),
-            max_calls=max_calls,
-            text_format=call.text_format,
-            obfuscate=not (
-                prepared.request.stream_options is not None
-                and prepared.request.stream_options.include_obfuscation is False
-            ),
-            include_encrypted_reasoning=call.include_encrypted_reasoning,
-        )
+        builder = self._builder(prepared, call, model=deployment.name)
         stream = started.stream
         first: Delta | None = started.first
         retries_left = 1 if self._regenerate_once else 0
@@ -217,13 +207,18 @@ class ResponsesService:
                     batch = builder.finish()
                     break
                 except GenerationFailed as exc:
-                    # Nothing of the bad output has left the server yet: ask the model once more.
-                    if not retries_left or builder.emitted_output:
+                    # Ask the model once more, if nothing of the bad output has reached the client:
+                    # a non-streamed answer is only sent at the end, so it can always start afresh.
+                    if not retries_left or (prepared.stream and builder.emitted_output):
                         raise
                     retries_left -= 1
                     log.warning("regenerating response %s once: %s", prepared.response_id, exc.message)
                     await _close(stream)
-                    builder.reset_pending()
+                    if prepared.stream:
+                        builder.reset_pending()
+                    else:
+                        builder = self._builder(prepared, call, model=deployment.name)
+                        builder.opening()
                     stream = deployment.provider.stream(call)
                     first = await anext(stream, None)
         except APIError as exc:
@@ -231,7 +226,7 @@ class ResponsesService:
             batch = builder.fail(exc)
         except (asyncio.CancelledError, GeneratorExit):
             final = builder.interrupt("client_disconnected")
-            await self._save(prepared, final, builder.events)
+            await self._save(prepared, final, builder.events, builder.reasoning_blobs)
             raise
         except Exception:
             log.exception("response %s failed with an internal error", prepared.response_id)
@@ -239,12 +234,44 @@ class ResponsesService:
         finally:
             await _close(stream)
         assert builder.final is not None
-        await self._save(prepared, builder.final, builder.events)
+        await self._save(prepared, builder.final, builder.events, builder.reasoning_blobs)
         yield batch
 
-    async def _save(self, prepared: Prepared, final: dict[str, Any], events: list[Event]) -> None:
+    @staticmethod
+    def _builder(prepared: Prepared, call: ModelCall, *, model: str) -> EventBuilder:
+        max_calls = prepared.request.max_tool_calls
+        if not call.parallel_tool_calls:
+            max_calls = 1
+        options = prepared.request.stream_options
+        return EventBuilder(
+            base_response(
+                response_id=prepared.response_id,
+                created_at=prepared.created_at,
+                request=prepared.request,
+                model=model,
+                tools=prepared.tools.echo,
+            ),
+            tools=call.tools,
+            allowed_tools=call.allowed_tools if call.tool_choice != "none" else frozenset(),
+            max_calls=max_calls,
+            text_format=call.text_format,
+            obfuscate=not (options is not None and options.include_obfuscation is False),
+            include_encrypted_reasoning=call.include_encrypted_reasoning,
+        )
+
+    async def _save(
+        self, prepared: Prepared, final: dict[str, Any], events: list[Event], blobs: dict[str, str]
+    ) -> None:
         if not prepared.store:
             return
+        if blobs:
+            # Reasoning blobs are kept even when the client did not ask to see them: the next turn
+            # must hand them back to the backend that made them. Reads hide them unless included.
+            output = [
+                {**item, "encrypted_content": blobs[item["id"]]} if item.get("id") in blobs else item
+                for item in final["output"]
+            ]
+            final = {**final, "output": output}
         record = StoredResponse(
             id=prepared.response_id,
             owner=prepared.owner,

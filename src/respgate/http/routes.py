@@ -78,7 +78,7 @@ class Routes:
     async def retrieve(self, request: Request) -> Response | EventStreamResponse:
         owner = self._owner(request)
         response_id = request.path_params["response_id"]
-        _check_include(request)
+        include = _check_include(request)
         if _flag(request, "stream"):
             events = await self._store.events(response_id, owner)
             if events is None:
@@ -89,7 +89,7 @@ class Routes:
         record = await self._store.get(response_id, owner)
         if record is None:
             raise _not_found(response_id)
-        return json_response(record.response)
+        return json_response(_visible(record.response, include))
 
     async def delete(self, request: Request) -> Response:
         owner = self._owner(request)
@@ -220,11 +220,29 @@ def _int_param(request: Request, name: str, *, default: int, minimum: int, maxim
     return number
 
 
-def _check_include(request: Request) -> None:
-    for value in request.query_params.getlist("include[]") + request.query_params.getlist("include"):
+def _visible(response: dict[str, Any], include: set[str]) -> dict[str, Any]:
+    """The stored response as the client may see it: reasoning blobs only when included."""
+    if "reasoning.encrypted_content" in include:
+        return response
+    output = response.get("output") or []
+    if not any("encrypted_content" in item for item in output if item.get("type") == "reasoning"):
+        return response
+    shown = [
+        {key: value for key, value in item.items() if key != "encrypted_content"}
+        if item.get("type") == "reasoning"
+        else item
+        for item in output
+    ]
+    return {**response, "output": shown}
+
+
+def _check_include(request: Request) -> set[str]:
+    values = request.query_params.getlist("include[]") + request.query_params.getlist("include")
+    for value in values:
         if value not in _INCLUDABLE:
             raise InvalidRequest(
                 f"Invalid value: '{value}'. Supported values are: {', '.join(sorted(_INCLUDABLE))}.",
                 param="include",
                 code="invalid_value",
             )
+    return set(values)

@@ -110,7 +110,7 @@ async def test_unknown_model_is_404(make_app) -> None:
         ({"text": {"format": {"type": "yaml"}}}, "text.format.type", "invalid_value"),
         ({"include": ["everything"]}, "include[0]", "invalid_value"),
         ({"stream_options": {"include_obfuscation": False}}, "stream_options", None),
-        ({"background": True}, "background", None),
+        ({"background": True, "store": False}, "background", None),
     ],
 )
 async def test_validation_errors_name_the_param(

@@ -283,3 +283,16 @@ async def test_round_trip_pairing_errors_with_full_history(make_app, backend: st
     )
     done = await client.responses.create(model="calls", input=[user, *echoed, *_outputs(calls)], tools=[WEATHER])
     assert done.output_text == "Paris is sunny, Rome is rainy."
+
+
+async def test_a_chain_through_a_deleted_response_is_refused(make_app, backend: str) -> None:
+    """Continuing after a deleted ancestor would silently drop part of the conversation: 400 names the gap."""
+    app = await make_app(MODELS, backend=backend)
+    client = app.client()
+    first = await client.responses.create(model="turns", input="one")
+    second = await client.responses.create(model="turns", input="two", previous_response_id=first.id)
+    await client.responses.delete(first.id)
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.responses.create(model="turns", input="three", previous_response_id=second.id)
+    assert caught.value.code == "previous_response_not_found"
+    assert caught.value.body["message"] == f"Previous response with id '{first.id}' not found."

@@ -24,7 +24,7 @@ TERMINAL = {
     "response.incomplete": "incomplete",
     "response.failed": "failed",
 }
-LIFECYCLE = {"response.created", "response.in_progress", *TERMINAL}
+LIFECYCLE = {"response.created", "response.queued", "response.in_progress", *TERMINAL}
 ITEM_PREFIX = {"message": "msg_", "function_call": "fc_", "reasoning": "rs_"}
 DELTA_TYPES = {
     "response.output_text.delta",
@@ -122,10 +122,15 @@ def check_stream(events: list[dict[str, Any]], *, extra_reasons: frozenset[str] 
         check_sdk_types(event, extra_reasons=extra_reasons)
         openresponses.check_event(event)
 
-    # Lifecycle and sequence numbers.
+    # Lifecycle and sequence numbers; background work announces itself queued before it starts.
     assert events[0]["type"] == "response.created", events[0]["type"]
     assert events[0]["sequence_number"] == 0
-    assert events[1]["type"] == "response.in_progress", events[1]["type"]
+    queued = events[1]["type"] == "response.queued"
+    opening = 3 if queued else 2
+    if queued:
+        assert events[0]["response"]["status"] == events[1]["response"]["status"] == "queued"
+        assert events[0]["response"]["background"] is True
+    assert events[opening - 1]["type"] == "response.in_progress", events[opening - 1]["type"]
     numbers = [event["sequence_number"] for event in events]
     assert numbers == list(range(len(events))), f"sequence numbers are not 0..n: {numbers}"
     terminals = [i for i, event in enumerate(events) if event["type"] in TERMINAL]
@@ -135,11 +140,12 @@ def check_stream(events: list[dict[str, Any]], *, extra_reasons: frozenset[str] 
     for event in events:
         if event["type"] in LIFECYCLE:
             assert event["response"]["id"] == response_id, "the response id changed mid-stream"
-    for event in events[:2]:
+    for event in events[:opening]:
         snapshot = event["response"]
-        assert snapshot["status"] == "in_progress" and snapshot["output"] == [] and snapshot["usage"] is None
+        assert snapshot["status"] in ("queued", "in_progress"), snapshot["status"]
+        assert snapshot["output"] == [] and snapshot["usage"] is None
 
-    done_items = _check_items(events[2:-1])
+    done_items = _check_items(events[opening:-1])
 
     terminal = events[-1]
     final: dict[str, Any] = terminal["response"]

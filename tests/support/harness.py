@@ -57,7 +57,11 @@ class App:
         self._clients.append(client)
         return client
 
+    def auth_headers(self, key: str = KEY_A) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"}
+
     async def aclose(self) -> None:
+        await self.gateway.jobs.aclose()
         for client in self._clients:
             await client.close()
         await self.http.aclose()

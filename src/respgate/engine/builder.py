@@ -113,9 +113,15 @@ class EventBuilder:
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
-    def opening(self) -> list[Event]:
+    def opening(self, *, queued: bool = False) -> list[Event]:
+        """`response.created` (then `response.queued` for background work) and `response.in_progress`."""
         out: list[Event] = []
-        self._emit(out, {"type": "response.created", "response": self._snapshot()})
+        if queued:
+            waiting = {**self._snapshot(), "status": "queued"}
+            self._emit(out, {"type": "response.created", "response": waiting})
+            self._emit(out, {"type": "response.queued", "response": waiting})
+        else:
+            self._emit(out, {"type": "response.created", "response": self._snapshot()})
         self._emit(out, {"type": "response.in_progress", "response": self._snapshot()})
         return out
 
@@ -203,6 +209,18 @@ class EventBuilder:
         self.final = response
         self._emit(sink, {"type": "response.incomplete", "response": response})
         return response
+
+    def cancel(self) -> list[Event]:
+        """A background response cancelled on request: what was produced is kept, usage is dropped.
+
+        The Responses API has no `response.cancelled` event; followers see the open items closed and
+        the stream end, and the stored response says `cancelled`.
+        """
+        out: list[Event] = []
+        self._close_open(out, status="incomplete")
+        self._pending.clear()
+        self.final = {**self._terminal_response(), "status": "cancelled", "usage": None}
+        return out
 
     def _text_so_far(self) -> str:
         texts = list(self._message_texts)

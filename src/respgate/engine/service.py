@@ -53,6 +53,10 @@ class Prepared:
     def store(self) -> bool:
         return self.request.store is not False
 
+    @property
+    def background(self) -> bool:
+        return bool(self.request.background)
+
 
 class _Started:
     """A provider stream whose first delta has arrived: from here on, failures are reported in-stream."""
@@ -78,9 +82,9 @@ def _check_combinations(request: CreateResponse) -> None:
             "The 'conversation' parameter is not supported by this server yet; use 'previous_response_id'.",
             param="conversation",
         )
-    if request.background:
+    if request.background and request.store is False:
         raise InvalidRequest(
-            "Background responses are not supported by this server yet; omit 'background'.",
+            "Background mode requires 'store' to be true: a background response is fetched later by its id.",
             param="background",
         )
     if request.prompt is not None:
@@ -108,9 +112,12 @@ class ResponsesService:
         history: list[dict[str, Any]] = []
         if request.previous_response_id is not None:
             chain = await self._store.chain(request.previous_response_id, owner)
-            if not chain:
+            # An empty chain is an unknown id; a chain whose oldest link still points back has lost an
+            # ancestor (deleted): answering without it would silently drop part of the conversation.
+            missing = request.previous_response_id if not chain else chain[0].previous_response_id
+            if missing is not None:
                 raise InvalidRequest(
-                    f"Previous response with id '{request.previous_response_id}' not found.",
+                    f"Previous response with id '{missing}' not found.",
                     param="previous_response_id",
                     code="previous_response_not_found",
                 )
@@ -185,9 +192,36 @@ class ResponsesService:
         assert error is not None
         raise error
 
+    async def enqueue(self, prepared: Prepared) -> dict[str, Any]:
+        """Store a background response as `queued` and return it; `run` then does the work."""
+        queued = base_response(
+            response_id=prepared.response_id,
+            created_at=prepared.created_at,
+            request=prepared.request,
+            model=prepared.model,
+            tools=prepared.tools.echo,
+        )
+        queued["status"] = "queued"
+        await self._save(prepared, queued, [], {})
+        return queued
+
     async def run(self, prepared: Prepared) -> AsyncIterator[list[Event]]:
-        """Batches of events, opening to terminal; the response is stored before the terminal batch."""
-        started = await self._start(prepared)
+        """Batches of events, opening to terminal; the response is stored before the terminal batch.
+
+        In the foreground a failure before the model's first token is raised (a plain HTTP error);
+        in the background nobody waits for the HTTP answer, so it becomes a stored `response.failed`.
+        """
+        try:
+            started = await self._start(prepared)
+        except APIError as exc:
+            if not prepared.background:
+                raise
+            builder = self._builder(prepared, prepared.call, model=prepared.model)
+            batch = builder.opening(queued=True) + builder.fail(exc)
+            assert builder.final is not None
+            await self._save(prepared, builder.final, builder.events, {})
+            yield batch
+            return
         deployment = started.deployment
         call = dataclasses.replace(prepared.call, model=deployment.name, upstream_model=deployment.entry.target)
         builder = self._builder(prepared, call, model=deployment.name)
@@ -195,7 +229,7 @@ class ResponsesService:
         first: Delta | None = started.first
         retries_left = 1 if self._regenerate_once else 0
         try:
-            yield builder.opening()
+            yield builder.opening(queued=prepared.background)
             while True:
                 try:
                     if first is not None:
@@ -218,15 +252,21 @@ class ResponsesService:
                         builder.reset_pending()
                     else:
                         builder = self._builder(prepared, call, model=deployment.name)
-                        builder.opening()
+                        builder.opening(queued=prepared.background)
                     stream = deployment.provider.stream(call)
                     first = await anext(stream, None)
         except APIError as exc:
             log.warning("response %s failed: %s", prepared.response_id, exc.message)
             batch = builder.fail(exc)
         except (asyncio.CancelledError, GeneratorExit):
-            final = builder.interrupt("client_disconnected")
-            await self._save(prepared, final, builder.events, builder.reasoning_blobs)
+            # Background work is only ever cancelled on request (or at shutdown); foreground work
+            # is cancelled when its client hangs up.
+            if prepared.background:
+                builder.cancel()
+            else:
+                builder.interrupt("client_disconnected")
+            assert builder.final is not None
+            await self._save(prepared, builder.final, builder.events, builder.reasoning_blobs)
             raise
         except Exception:
             log.exception("response %s failed with an internal error", prepared.response_id)

@@ -13,6 +13,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from respgate.config import ModelEntry, Settings
+from respgate.engine.background import BackgroundJobs
 from respgate.engine.router import Router
 from respgate.engine.service import ResponsesService
 from respgate.http.auth import KeyChecker
@@ -36,6 +37,7 @@ class Gateway:
     store: ResponseStore
     router: Router
     service: ResponsesService
+    jobs: BackgroundJobs
 
     @classmethod
     async def open(
@@ -64,14 +66,17 @@ class Gateway:
                 await managed.aclose()
             await opened_store.aclose()
             raise
+        service = ResponsesService(store=opened_store, router=router)
         return cls(
             settings=settings,
             store=opened_store,
             router=router,
-            service=ResponsesService(store=opened_store, router=router),
+            service=service,
+            jobs=BackgroundJobs(service=service),
         )
 
     async def aclose(self) -> None:
+        await self.jobs.aclose()
         for provider in self.router.providers():
             if isinstance(provider, ManagedProvider):
                 try:
@@ -86,6 +91,7 @@ def create_app(gateway: Gateway, *, manage: bool = False) -> ASGIApp:
     settings = gateway.settings
     routes = Routes(
         service=gateway.service,
+        jobs=gateway.jobs,
         store=gateway.store,
         router=gateway.router,
         keys=KeyChecker(settings.api_keys),

@@ -10,6 +10,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from respgate.engine.background import BackgroundJobs
 from respgate.engine.builder import Event
 from respgate.engine.router import Router
 from respgate.engine.service import Prepared, ResponsesService
@@ -29,6 +30,7 @@ class Routes:
         self,
         *,
         service: ResponsesService,
+        jobs: BackgroundJobs,
         store: ResponseStore,
         router: Router,
         keys: KeyChecker,
@@ -36,6 +38,7 @@ class Routes:
         keepalive_seconds: float,
     ) -> None:
         self._service = service
+        self._jobs = jobs
         self._store = store
         self._router = router
         self._keys = keys
@@ -66,6 +69,12 @@ class Routes:
     async def create(self, request: Request) -> Response | EventStreamResponse:
         owner = self._owner(request)
         prepared = await self._service.prepare(await self._json_body(request), owner=owner)
+        if prepared.background:
+            queued, job = await self._jobs.submit(prepared)
+            if prepared.stream:
+                # Hanging up stops following, not the work: it can be resumed with GET ?stream=true.
+                return EventStreamResponse(_framed_batches(job.follow()), keepalive=self._keepalive)
+            return json_response(queued)
         batches = self._service.run(prepared)
         if prepared.stream:
             # The first batch (response.created) is awaited here, so errors before the model answers
@@ -79,13 +88,18 @@ class Routes:
         owner = self._owner(request)
         response_id = request.path_params["response_id"]
         include = _check_include(request)
+        job = self._jobs.get(response_id, owner)
         if _flag(request, "stream"):
+            after = _int_param(request, "starting_after", default=-1, minimum=-1)
+            if job is not None:
+                return EventStreamResponse(_framed_batches(job.follow(after)), keepalive=self._keepalive)
             events = await self._store.events(response_id, owner)
             if events is None:
                 raise _not_found(response_id)
-            after = _int_param(request, "starting_after", default=-1, minimum=-1)
             replay = [event for event in events if event["sequence_number"] > after]
             return EventStreamResponse(_replay(replay), keepalive=self._keepalive)
+        if job is not None and (snapshot := job.snapshot()) is not None:
+            return json_response(_visible(snapshot, include))
         record = await self._store.get(response_id, owner)
         if record is None:
             raise _not_found(response_id)
@@ -101,9 +115,24 @@ class Routes:
     async def cancel(self, request: Request) -> Response:
         owner = self._owner(request)
         response_id = request.path_params["response_id"]
-        if await self._store.get(response_id, owner) is None:
+        job = self._jobs.get(response_id, owner)
+        if job is not None:
+            await self._jobs.cancel(job)
+        record = await self._store.get(response_id, owner)
+        if record is None:
             raise _not_found(response_id)
-        raise InvalidRequest("Only responses created with background=true can be cancelled.", param="response_id")
+        response = record.response
+        if not response.get("background"):
+            raise InvalidRequest(
+                "Only responses created with background=true can be cancelled.", param="response_id"
+            )
+        if job is None and response["status"] in ("queued", "in_progress"):
+            raise InvalidRequest(
+                f"Response with id '{response_id}' is running in another server process and cannot be "
+                "cancelled from this one.",
+                param="response_id",
+            )
+        return json_response(_visible(response, set()))
 
     async def input_items(self, request: Request) -> Response:
         owner = self._owner(request)
@@ -172,6 +201,11 @@ async def _framed(first: list[Event], batches: AsyncIterator[list[Event]]) -> As
             yield frame(batch)
     finally:
         await batches.aclose()  # type: ignore[attr-defined]
+
+
+async def _framed_batches(batches: AsyncIterator[list[Event]]) -> AsyncIterator[bytes]:
+    async for batch in batches:
+        yield frame(batch)
 
 
 async def _replay(events: list[Event]) -> AsyncIterator[bytes]:

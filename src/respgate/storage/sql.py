@@ -1,0 +1,314 @@
+"""The response store on SQLAlchemy (async): SQLite through aiosqlite, PostgreSQL through asyncpg."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from typing import Any, TypeVar
+
+import asyncpg  # type: ignore[import-untyped]
+import orjson
+from sqlalchemy import bindparam, event, literal_column, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from respgate.config import ConfigError
+from respgate.protocol.errors import ServerError
+from respgate.storage.base import StoredResponse
+from respgate.storage.migrate import upgrade_to_head
+from respgate.storage.tables import response_events, responses
+
+# Plain scheme (or sync driver) -> the async driver this store runs on.
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+
+_T = TypeVar("_T")
+
+# One retry after a lost connection: enough to ride out a database restart or failover.
+_ATTEMPTS = (1, 2)
+
+# Driver errors (raised on the read path, which bypasses SQLAlchemy) that mean the connection is gone.
+_CONNECTION_LOST = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    OSError,
+)
+
+_RESPONSE_COLUMNS = (
+    responses.c.id,
+    responses.c.owner,
+    responses.c.created_at,
+    responses.c.status,
+    responses.c.previous_response_id,
+    responses.c.response,
+    responses.c.input_items,
+)
+
+
+def async_database_url(url: str) -> URL:
+    """`url` with its driver set to the async one this store uses; ConfigError if unsupported."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(f"database_url is not a database URL: {exc}") from exc
+    driver = _ASYNC_DRIVERS.get(parsed.drivername)
+    if driver is None:
+        raise ConfigError(
+            f"database_url scheme {parsed.drivername!r} is not supported; "
+            "use sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db"
+        )
+    return parsed.set(drivername=driver)
+
+
+def create_store_engine(url: str, *, sqlite_busy_timeout_ms: int = 10_000) -> AsyncEngine:
+    """An engine for `url`, with SQLite set up for several concurrent writers (and processes)."""
+    parsed = async_database_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        # No pre-ping (a round trip on every checkout): a connection found dead is retried instead.
+        return create_async_engine(parsed)
+    # The default reset-on-return is an unconditional ROLLBACK, a thread hop through aiosqlite even
+    # after a plain SELECT; the reset hook below rolls back only a transaction that is still open.
+    engine = create_async_engine(parsed, pool_reset_on_return=None)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        # The busy timeout comes first so that switching to WAL also waits for other processes.
+        cursor.execute(f"PRAGMA busy_timeout = {int(sqlite_busy_timeout_ms)}")
+        # WAL lets readers run while one writer commits; NORMAL sync is durable across process
+        # crashes in WAL mode and only risks the last commits on power loss.
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        # Off by default in SQLite; needed for ON DELETE CASCADE of the events.
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "reset")
+    def _rollback_open_transaction(dbapi_connection: Any, _record: Any, _state: Any) -> None:
+        if dbapi_connection.driver_connection.in_transaction:
+            dbapi_connection.rollback()
+
+    return engine
+
+
+async def open_store(url: str, *, max_chain_length: int = 10_000) -> SqlResponseStore:
+    """Connect to `url`, migrate the schema to head, and return a store that owns the engine.
+
+    `max_chain_length` bounds `chain`: a longer history comes back as its newest entries.
+    """
+    engine = create_store_engine(url)
+    try:
+        store = SqlResponseStore(engine, max_chain_length=max_chain_length)
+        async with _database_errors("open"):
+            await upgrade_to_head(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
+    return store
+
+
+class SqlResponseStore:
+    """`ResponseStore` over one SQLAlchemy async engine (closing the store disposes of it).
+
+    Writes go through SQLAlchemy Core. Reads compile their statement once and run it on the pooled
+    connection's driver in one call: aiosqlite otherwise pays a thread hop for each of cursor,
+    execute, fetch, close and rollback, which is most of the cost of a short query.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, max_chain_length: int = 10_000) -> None:
+        if max_chain_length < 1:
+            raise ValueError("max_chain_length must be at least 1")
+        self._engine = engine
+        self._postgres = engine.dialect.name == "postgresql"
+        self._insert: Callable[..., Any] = postgresql.insert if self._postgres else sqlite.insert
+        # SQLite has one write lock per file, and a writer that finds it taken sleeps in growing steps
+        # (up to 100 ms) before retrying. Queueing this process's writers here hands the lock over
+        # as soon as a commit ends; the busy timeout then only arbitrates between processes.
+        self._write_lock: AbstractAsyncContextManager[Any] = nullcontext() if self._postgres else asyncio.Lock()
+        by_id = (responses.c.id == bindparam("response_id"), responses.c.owner == bindparam("owner"))
+        self._get_sql = _DriverQuery(engine, select(*_RESPONSE_COLUMNS).where(*by_id))
+        self._events_sql = _DriverQuery(
+            engine,
+            select(response_events.c.events)
+            .join(responses, responses.c.id == response_events.c.response_id)
+            .where(*by_id),
+        )
+        self._chain_sql = _DriverQuery(engine, _chain_query(max_chain_length))
+
+    async def save(self, record: StoredResponse, events: list[dict[str, Any]] | None = None) -> None:
+        """Insert or replace a response (and, if given, its streamed events) in one transaction."""
+        values = {
+            "id": record.id,
+            "owner": record.owner,
+            "created_at": record.created_at,
+            "status": record.status,
+            "previous_response_id": record.previous_response_id,
+            "response": _dumps(record.response),
+            "input_items": _dumps(record.input_items),
+        }
+        upsert = self._insert(responses).values(values)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[responses.c.id],
+            set_={name: upsert.excluded[name] for name in values if name not in ("id", "owner")},
+            # A response id never changes hands: an upsert from another owner updates nothing.
+            where=responses.c.owner == upsert.excluded.owner,
+        )
+
+        async def write(connection: AsyncConnection) -> None:
+            result = await connection.execute(upsert)
+            if result.rowcount != 1:
+                raise ServerError(
+                    f"Response id {record.id!r} already belongs to another owner.", code="response_id_conflict"
+                )
+            if events is not None:
+                events_upsert = self._insert(response_events).values(response_id=record.id, events=_dumps(events))
+                events_upsert = events_upsert.on_conflict_do_update(
+                    index_elements=[response_events.c.response_id],
+                    set_={"events": events_upsert.excluded.events},
+                )
+                await connection.execute(events_upsert)
+
+        await self._write("save", write)
+
+    async def get(self, response_id: str, owner: str) -> StoredResponse | None:
+        rows = await self._fetch(self._get_sql, response_id=response_id, owner=owner)
+        return _record(rows[0]) if rows else None
+
+    async def chain(self, response_id: str, owner: str) -> list[StoredResponse]:
+        """`response_id` and its ancestors, oldest first; [] if unknown.
+
+        The walk stops at the first ancestor that is missing (deleted, or another owner's), so the
+        result is the unbroken run ending at `response_id`; a caller that needs the whole history can
+        tell it is incomplete when the first record still has a `previous_response_id`.
+        """
+        rows = await self._fetch(self._chain_sql, response_id=response_id, owner=owner)
+        return [_record(row) for row in rows]
+
+    async def events(self, response_id: str, owner: str) -> list[dict[str, Any]] | None:
+        """The stored events in order; None if the response is unknown or was saved without events."""
+        rows = await self._fetch(self._events_sql, response_id=response_id, owner=owner)
+        if not rows:
+            return None
+        events: list[dict[str, Any]] = orjson.loads(rows[0][0])
+        return events
+
+    async def delete(self, response_id: str, owner: str) -> bool:
+        """Delete a response and (by cascade) its events; False if there was none for this owner."""
+        statement = responses.delete().where(responses.c.id == response_id, responses.c.owner == owner)
+
+        async def write(connection: AsyncConnection) -> bool:
+            result = await connection.execute(statement)
+            return bool(result.rowcount)
+
+        return await self._write("delete", write)
+
+    async def aclose(self) -> None:
+        await self._engine.dispose()
+
+    async def _write(self, operation: str, work: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
+        # Both writes are idempotent (an upsert, a delete), so one that met a connection the server
+        # had closed is run again; SQLAlchemy has by then dropped the pool's other stale connections.
+        async with self._write_lock, _database_errors(operation):
+            for attempt in _ATTEMPTS:
+                try:
+                    async with self._engine.begin() as connection:
+                        return await work(connection)
+                except DBAPIError as exc:
+                    if not exc.connection_invalidated or attempt == _ATTEMPTS[-1]:
+                        raise
+        raise AssertionError("unreachable")
+
+    async def _fetch(self, query: _DriverQuery, **params: str) -> Sequence[Sequence[Any]]:
+        args = query.arguments(params)
+        async with _database_errors("read"):
+            for attempt in _ATTEMPTS:
+                async with self._engine.connect() as connection:
+                    driver: Any = (await connection.get_raw_connection()).driver_connection
+                    try:
+                        if self._postgres:
+                            rows: Sequence[Sequence[Any]] = await driver.fetch(query.sql, *args)
+                        else:
+                            rows = await driver.execute_fetchall(query.sql, args)
+                        return rows
+                    except BaseException as exc:
+                        # SQLAlchemy does not see errors raised by the driver directly: after one
+                        # (or a cancellation mid-query) the connection must not go back to the pool.
+                        await connection.invalidate(exc if isinstance(exc, Exception) else None)
+                        if not isinstance(exc, _CONNECTION_LOST) or attempt == _ATTEMPTS[-1]:
+                            raise
+                # The server closed this connection, so it most likely closed its pooled siblings
+                # too (a restart, a failover): start a fresh pool, then read again.
+                await self._engine.dispose()
+        raise AssertionError("unreachable")
+
+
+class _DriverQuery:
+    """A statement compiled once for the engine's dialect, with its positional parameter order."""
+
+    def __init__(self, engine: AsyncEngine, statement: Any) -> None:
+        compiled = statement.compile(dialect=engine.dialect)
+        self.sql = str(compiled)
+        self._names = tuple(compiled.positiontup or ())
+
+    def arguments(self, params: Mapping[str, str]) -> list[str]:
+        return [params[name] for name in self._names]
+
+
+def _chain_query(max_chain_length: int) -> Any:
+    # One recursive query walks child -> parent by primary key; `depth` orders the result oldest
+    # first and caps the walk, so a (corrupt) cycle of previous_response_id cannot loop forever.
+    start = (
+        select(*_RESPONSE_COLUMNS, literal_column("0").label("depth"))
+        .where(responses.c.id == bindparam("response_id"), responses.c.owner == bindparam("owner"))
+        .cte("chain", recursive=True)
+    )
+    parent = responses.alias("parent")
+    walk = start.union_all(
+        select(
+            *(parent.c[column.name] for column in _RESPONSE_COLUMNS), start.c.depth + literal_column("1")
+        ).where(
+            parent.c.id == start.c.previous_response_id,
+            parent.c.owner == bindparam("owner"),
+            start.c.depth < literal_column(str(int(max_chain_length) - 1)),
+        )
+    )
+    return select(*(walk.c[column.name] for column in _RESPONSE_COLUMNS)).order_by(walk.c.depth.desc())
+
+
+def _record(row: Sequence[Any]) -> StoredResponse:
+    # Positions follow _RESPONSE_COLUMNS.
+    return StoredResponse(
+        id=row[0],
+        owner=row[1],
+        created_at=row[2],
+        status=row[3],
+        previous_response_id=row[4],
+        response=orjson.loads(row[5]),
+        input_items=orjson.loads(row[6]),
+    )
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+@asynccontextmanager
+async def _database_errors(operation: str) -> AsyncIterator[None]:
+    # Driver and connection failures reach the client as a plain server error; the cause stays
+    # chained for the log.
+    try:
+        yield
+    except (SQLAlchemyError, sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        raise ServerError(f"The response store failed to {operation}.", code="store_error") from exc

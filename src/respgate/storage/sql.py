@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any, TypeVar
 
@@ -13,8 +13,8 @@ import orjson
 from sqlalchemy import bindparam, event, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from respgate.config import ConfigError
 from respgate.protocol.errors import ServerError
@@ -122,9 +122,10 @@ async def open_store(url: str, *, max_chain_length: int = 10_000) -> SqlResponse
 class SqlResponseStore:
     """`ResponseStore` over one SQLAlchemy async engine (closing the store disposes of it).
 
-    Writes go through SQLAlchemy Core. Reads compile their statement once and run it on the pooled
-    connection's driver in one call: aiosqlite otherwise pays a thread hop for each of cursor,
-    execute, fetch, close and rollback, which is most of the cost of a short query.
+    Statements are built with SQLAlchemy Core, compiled once for the dialect, and run on the pooled
+    connection's driver: through SQLAlchemy's execution layer a short write cost several times its
+    SQL (statement construction, compile-cache lookups, and aiosqlite thread hops for cursor,
+    execute, fetch, close and rollback).
     """
 
     def __init__(self, engine: AsyncEngine, *, max_chain_length: int = 10_000) -> None:
@@ -146,6 +147,27 @@ class SqlResponseStore:
             .where(*by_id),
         )
         self._chain_sql = _DriverQuery(engine, _chain_query(max_chain_length))
+        self._upsert_sql = _DriverQuery(engine, self._upsert_statement())
+        self._events_upsert_sql = _DriverQuery(engine, self._events_upsert_statement())
+        self._delete_sql = _DriverQuery(engine, responses.delete().where(*by_id))
+
+    def _upsert_statement(self) -> Any:
+        columns = [column.name for column in _RESPONSE_COLUMNS]
+        upsert = self._insert(responses).values({name: bindparam(name) for name in columns})
+        return upsert.on_conflict_do_update(
+            index_elements=[responses.c.id],
+            set_={name: upsert.excluded[name] for name in columns if name not in ("id", "owner")},
+            # A response id never changes hands: an upsert from another owner updates nothing.
+            where=responses.c.owner == upsert.excluded.owner,
+        )
+
+    def _events_upsert_statement(self) -> Any:
+        upsert = self._insert(response_events).values(
+            response_id=bindparam("response_id"), events=bindparam("events")
+        )
+        return upsert.on_conflict_do_update(
+            index_elements=[response_events.c.response_id], set_={"events": upsert.excluded.events}
+        )
 
     async def save(self, record: StoredResponse, events: list[dict[str, Any]] | None = None) -> None:
         """Insert or replace a response (and, if given, its streamed events) in one transaction."""
@@ -158,29 +180,13 @@ class SqlResponseStore:
             "response": _dumps(record.response),
             "input_items": _dumps(record.input_items),
         }
-        upsert = self._insert(responses).values(values)
-        upsert = upsert.on_conflict_do_update(
-            index_elements=[responses.c.id],
-            set_={name: upsert.excluded[name] for name in values if name not in ("id", "owner")},
-            # A response id never changes hands: an upsert from another owner updates nothing.
-            where=responses.c.owner == upsert.excluded.owner,
+        statements = [(self._upsert_sql, self._upsert_sql.arguments(values))]
+        if events is not None:
+            blob = {"response_id": record.id, "events": _dumps(events)}
+            statements.append((self._events_upsert_sql, self._events_upsert_sql.arguments(blob)))
+        await self._execute(
+            "save", statements, conflict=f"Response id {record.id!r} already belongs to another owner."
         )
-
-        async def write(connection: AsyncConnection) -> None:
-            result = await connection.execute(upsert)
-            if result.rowcount != 1:
-                raise ServerError(
-                    f"Response id {record.id!r} already belongs to another owner.", code="response_id_conflict"
-                )
-            if events is not None:
-                events_upsert = self._insert(response_events).values(response_id=record.id, events=_dumps(events))
-                events_upsert = events_upsert.on_conflict_do_update(
-                    index_elements=[response_events.c.response_id],
-                    set_={"events": events_upsert.excluded.events},
-                )
-                await connection.execute(events_upsert)
-
-        await self._write("save", write)
 
     async def get(self, response_id: str, owner: str) -> StoredResponse | None:
         rows = await self._fetch(self._get_sql, response_id=response_id, owner=owner)
@@ -206,28 +212,46 @@ class SqlResponseStore:
 
     async def delete(self, response_id: str, owner: str) -> bool:
         """Delete a response and (by cascade) its events; False if there was none for this owner."""
-        statement = responses.delete().where(responses.c.id == response_id, responses.c.owner == owner)
-
-        async def write(connection: AsyncConnection) -> bool:
-            result = await connection.execute(statement)
-            return bool(result.rowcount)
-
-        return await self._write("delete", write)
+        arguments = self._delete_sql.arguments({"response_id": response_id, "owner": owner})
+        counts = await self._execute("delete", [(self._delete_sql, arguments)])
+        return bool(counts[0])
 
     async def aclose(self) -> None:
         await self._engine.dispose()
 
-    async def _write(self, operation: str, work: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
-        # Both writes are idempotent (an upsert, a delete), so one that met a connection the server
-        # had closed is run again; SQLAlchemy has by then dropped the pool's other stale connections.
+    async def _execute(
+        self, operation: str, statements: list[tuple[_DriverQuery, list[Any]]], *, conflict: str | None = None
+    ) -> list[int]:
+        """Run `statements` in one transaction on the driver; the row count of each.
+
+        With `conflict`, a first statement that touches no row aborts the transaction with that message.
+        Both writes are idempotent (an upsert, a delete), so one that met a connection the server had
+        closed is run again on a fresh pool.
+        """
         async with self._write_lock, _database_errors(operation):
             for attempt in _ATTEMPTS:
-                try:
-                    async with self._engine.begin() as connection:
-                        return await work(connection)
-                except DBAPIError as exc:
-                    if not exc.connection_invalidated or attempt == _ATTEMPTS[-1]:
-                        raise
+                async with self._engine.connect() as connection:
+                    driver: Any = (await connection.get_raw_connection()).driver_connection
+                    try:
+                        counts: list[int] = []
+                        if self._postgres:
+                            async with driver.transaction():
+                                for query, args in statements:
+                                    tag = await driver.execute(query.sql, *args)
+                                    counts.append(int(tag.rsplit(" ", 1)[-1]))
+                                    _check_conflict(counts, conflict)
+                            return counts
+                        for query, args in statements:
+                            cursor = await driver.execute(query.sql, args)
+                            counts.append(cursor.rowcount)
+                            _check_conflict(counts, conflict)
+                        await driver.commit()
+                        return counts
+                    except BaseException as exc:
+                        await connection.invalidate(exc if isinstance(exc, Exception) else None)
+                        if not isinstance(exc, _CONNECTION_LOST) or attempt == _ATTEMPTS[-1]:
+                            raise
+                await self._engine.dispose()
         raise AssertionError("unreachable")
 
     async def _fetch(self, query: _DriverQuery, **params: str) -> Sequence[Sequence[Any]]:
@@ -262,8 +286,13 @@ class _DriverQuery:
         self.sql = str(compiled)
         self._names = tuple(compiled.positiontup or ())
 
-    def arguments(self, params: Mapping[str, str]) -> list[str]:
+    def arguments(self, params: Mapping[str, Any]) -> list[Any]:
         return [params[name] for name in self._names]
+
+
+def _check_conflict(counts: list[int], conflict: str | None) -> None:
+    if conflict is not None and counts == [0]:
+        raise ServerError(conflict, code="response_id_conflict")
 
 
 def _chain_query(max_chain_length: int) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 
@@ -31,6 +32,9 @@ def _describe(settings: Settings, host: str, port: int) -> None:
 async def _serve(settings: Settings, host: str, port: int) -> None:
     gateway = await Gateway.open(settings, build_provider=build_provider)
     app = create_app(gateway, manage=True)
+    # Everything built so far lives as long as the server: keep the collector from rescanning it.
+    gc.collect()
+    gc.freeze()
     config = uvicorn.Config(
         app,
         host=host,

@@ -8,6 +8,7 @@ checked against their schema, so a client never sees arguments that will not val
 from __future__ import annotations
 
 import logging
+import random
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -81,6 +82,8 @@ class EventBuilder:
         self._obfuscate = obfuscate
         self._include_encrypted = include_encrypted_reasoning
         self._sequence = 0
+        self._rng = random.Random(secrets.token_bytes(16))
+        self._pad = secrets.token_urlsafe(36)
         self._next_index = 0
         self._open: _OpenItem | None = None
         self._pending: dict[int, _PendingCall] = {}
@@ -104,8 +107,11 @@ class EventBuilder:
         out.append(event)
 
     def _noise(self, event: Event) -> Event:
+        # The padding hides each delta's length on the wire; only its length must be unpredictable, so
+        # a generator seeded from the OS per response is enough (a CSPRNG per token cost ~10 µs).
         if self._obfuscate:
-            event["obfuscation"] = secrets.token_urlsafe(6)[: 2 + secrets.randbelow(7)]
+            start = self._rng.randrange(32)
+            event["obfuscation"] = self._pad[start : start + 2 + self._rng.randrange(14)]
         return event
 
     def _snapshot(self) -> dict[str, Any]:

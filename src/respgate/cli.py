@@ -11,6 +11,7 @@ import uvicorn
 import uvloop
 
 from respgate.config import ConfigError, Settings, load_settings
+from respgate.demo import main as run_demo
 from respgate.http.app import Gateway, create_app
 from respgate.providers.registry import build_provider
 
@@ -81,6 +82,4 @@ def serve(config_path: str | None, host: str, port: int) -> None:
 @click.option("--api-key", envvar="OPENAI_API_KEY", default="respgate", show_default=False)
 def demo(base_url: str, model: str, api_key: str) -> None:
     """Run the parallel function-calling conversation against a running server."""
-    from respgate.demo import main as run_demo
-
     sys.exit(run_demo(base_url=base_url, model=model, api_key=api_key))

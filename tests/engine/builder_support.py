@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from respgate.engine.builder import Event, EventBuilder
+from respgate.engine.builder import EventBuilder
+from respgate.engine.events import Event
 from respgate.engine.response import base_response
 from respgate.protocol.ids import new_id
 from respgate.protocol.request import CreateResponse

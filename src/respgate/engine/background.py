@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from respgate.engine.builder import Event
+from respgate.engine.events import Event
 from respgate.engine.service import Prepared, ResponsesService
 
 log = logging.getLogger(__name__)

@@ -16,6 +16,8 @@ from typing import Any, get_args
 
 from openai.types.responses import ResponseError
 
+from respgate.engine import events
+from respgate.engine.events import Event, PartKind
 from respgate.engine.fold import ResponseFold
 from respgate.engine.tools import check_arguments, check_output_text
 from respgate.protocol.errors import APIError, GenerationFailed
@@ -35,8 +37,6 @@ from respgate.providers.base import (
 
 log = logging.getLogger(__name__)
 
-Event = dict[str, Any]
-
 # `Response.error.code` is an enum in the SDK's types; a code outside it (ours, like
 # `invalid_tool_arguments`) is reported as `server_error`, its detail kept in the message.
 _RESPONSE_ERROR_CODES = frozenset(get_args(ResponseError.model_fields["code"].annotation))
@@ -55,7 +55,7 @@ class _OpenItem:
     kind: str
     item_id: str
     output_index: int
-    part_kind: str | None = None
+    part_kind: PartKind | None = None
     part_index: int = -1
     chunks: list[str] = field(default_factory=list)
     parts: list[dict[str, Any]] = field(default_factory=list)
@@ -124,11 +124,11 @@ class EventBuilder:
         out: list[Event] = []
         if queued:
             waiting = {**self._snapshot(), "status": "queued"}
-            self._emit(out, {"type": "response.created", "response": waiting})
-            self._emit(out, {"type": "response.queued", "response": waiting})
+            self._emit(out, events.lifecycle("created", waiting))
+            self._emit(out, events.lifecycle("queued", waiting))
         else:
-            self._emit(out, {"type": "response.created", "response": self._snapshot()})
-        self._emit(out, {"type": "response.in_progress", "response": self._snapshot()})
+            self._emit(out, events.lifecycle("created", self._snapshot()))
+        self._emit(out, events.lifecycle("in_progress", self._snapshot()))
         return out
 
     def feed(self, delta: Delta) -> list[Event]:
@@ -174,13 +174,13 @@ class EventBuilder:
         response = self._terminal_response()
         if self._finish == "stop":
             response.update(status="completed", completed_at=int(time.time()))
-            kind = "response.completed"
+            kind = "completed"
         else:
             reason = "max_output_tokens" if self._finish == "length" else "content_filter"
             response.update(status="incomplete", incomplete_details={"reason": reason})
-            kind = "response.incomplete"
+            kind = "incomplete"
         self.final = response
-        self._emit(out, {"type": kind, "response": response})
+        self._emit(out, events.lifecycle(kind, response))
         return out
 
     def fail(self, error: APIError) -> list[Event]:
@@ -192,7 +192,7 @@ class EventBuilder:
         code = error.code if error.code in _RESPONSE_ERROR_CODES else "server_error"
         response.update(status="failed", error={"code": code, "message": error.message})
         self.final = response
-        self._emit(out, {"type": "response.failed", "response": response})
+        self._emit(out, events.lifecycle("failed", response))
         return out
 
     def reset_pending(self) -> None:
@@ -213,7 +213,7 @@ class EventBuilder:
         response = self._terminal_response()
         response.update(status="incomplete", incomplete_details={"reason": reason})
         self.final = response
-        self._emit(sink, {"type": "response.incomplete", "response": response})
+        self._emit(sink, events.lifecycle("incomplete", response))
         return response
 
     def cancel(self) -> list[Event]:
@@ -239,19 +239,7 @@ class EventBuilder:
         return self._next_index > 0
 
     def _terminal_response(self) -> dict[str, Any]:
-        usage = self._usage
-        return {
-            **self._response,
-            "output": self._fold.output(),
-            "usage": {
-                "input_tokens": usage.input_tokens,
-                # `cache_write_tokens` is required by the SDK's `InputTokensDetails` type (openai 3.x).
-                "input_tokens_details": {"cached_tokens": usage.cached_tokens, "cache_write_tokens": 0},
-                "output_tokens": usage.output_tokens,
-                "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-                "total_tokens": usage.input_tokens + usage.output_tokens,
-            },
-        }
+        return {**self._response, "output": self._fold.output(), "usage": events.usage_body(self._usage)}
 
     # -- items ----------------------------------------------------------------------------------------------
 
@@ -260,89 +248,29 @@ class EventBuilder:
         opened = _OpenItem(kind=kind, item_id=new_id(prefix), output_index=self._next_index)
         self._next_index += 1
         self._open = opened
-        self._emit(
-            out,
-            {
-                "type": "response.output_item.added",
-                "output_index": opened.output_index,
-                "item": {"id": opened.item_id, **item},
-            },
-        )
+        self._emit(out, events.item_added(opened.output_index, {"id": opened.item_id, **item}))
         return opened
 
-    def _text(self, out: list[Event], part_kind: str, text: str) -> None:
+    def _part_text(self, out: list[Event], opened: _OpenItem, kind: PartKind, text: str) -> None:
+        """Append `text` to the open item's part of `kind`, opening that part first if needed."""
+        if opened.part_kind != kind:
+            self._close_part(out, opened)
+            opened.part_kind = kind
+            # Summary parts and content parts are numbered separately.
+            opened.part_index = sum(
+                1 for part in opened.parts if (part["type"] == "summary_text") == (kind == "summary")
+            )
+            self._emit(out, events.part_added(opened.item_id, opened.output_index, kind, opened.part_index))
+        opened.chunks.append(text)
+        delta = events.part_delta(opened.item_id, opened.output_index, kind, opened.part_index, text)
+        self._emit(out, self._noise(delta))
+
+    def _text(self, out: list[Event], kind: PartKind, text: str) -> None:
         opened = self._open
         if opened is None or opened.kind != "message":
-            opened = self._open_item(
-                out,
-                "message",
-                "msg",
-                {"type": "message", "status": "in_progress", "content": [], "role": "assistant"},
-            )
-        if opened.part_kind != part_kind:
-            self._close_part(out, opened)
-            opened.part_kind = part_kind
-            opened.part_index += 1
-            empty = (
-                {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
-                if part_kind == "output_text"
-                else {"type": "refusal", "refusal": ""}
-            )
-            self._emit(
-                out,
-                {
-                    "type": "response.content_part.added",
-                    "item_id": opened.item_id,
-                    "output_index": opened.output_index,
-                    "content_index": opened.part_index,
-                    "part": empty,
-                },
-            )
-        opened.chunks.append(text)
-        event: Event = {
-            "type": "response.output_text.delta" if part_kind == "output_text" else "response.refusal.delta",
-            "item_id": opened.item_id,
-            "output_index": opened.output_index,
-            "content_index": opened.part_index,
-            "delta": text,
-        }
-        if part_kind == "output_text":
-            event["logprobs"] = []
-        self._emit(out, self._noise(event))
-
-    def _close_part(self, out: list[Event], opened: _OpenItem) -> None:
-        if opened.part_kind is None:
-            return
-        full = "".join(opened.chunks)
-        opened.chunks = []
-        where = {
-            "item_id": opened.item_id,
-            "output_index": opened.output_index,
-            "content_index": opened.part_index,
-        }
-        part: dict[str, Any]
-        if opened.part_kind == "output_text":
-            self._message_texts.append(full)
-            self._emit(out, {"type": "response.output_text.done", **where, "text": full, "logprobs": []})
-            part = {"type": "output_text", "annotations": [], "logprobs": [], "text": full}
-        elif opened.part_kind == "refusal":
-            self._emit(out, {"type": "response.refusal.done", **where, "refusal": full})
-            part = {"type": "refusal", "refusal": full}
-        elif opened.part_kind == "summary":
-            del where["content_index"]
-            where["summary_index"] = opened.part_index
-            self._emit(out, {"type": "response.reasoning_summary_text.done", **where, "text": full})
-            part = {"type": "summary_text", "text": full}
-            self._emit(out, {"type": "response.reasoning_summary_part.done", **where, "part": part})
-            opened.parts.append(part)
-            opened.part_kind = None
-            return
-        else:
-            self._emit(out, {"type": "response.reasoning_text.done", **where, "text": full})
-            part = {"type": "reasoning_text", "text": full}
-        self._emit(out, {"type": "response.content_part.done", **where, "part": part})
-        opened.parts.append(part)
-        opened.part_kind = None
+            empty = {"type": "message", "status": "in_progress", "content": [], "role": "assistant"}
+            opened = self._open_item(out, "message", "msg", empty)
+        self._part_text(out, opened, kind, text)
 
     def _reasoning(self, out: list[Event], delta: ReasoningDelta) -> None:
         opened = self._open
@@ -351,47 +279,21 @@ class EventBuilder:
         if delta.encrypted_content:
             opened.encrypted_content = delta.encrypted_content
             self.reasoning_blobs[opened.item_id] = delta.encrypted_content
-        if not delta.text:
+        if delta.text:
+            self._part_text(out, opened, "summary" if delta.kind == "summary" else "reasoning_text", delta.text)
+
+    def _close_part(self, out: list[Event], opened: _OpenItem) -> None:
+        kind = opened.part_kind
+        if kind is None:
             return
-        if opened.part_kind != delta.kind:
-            self._close_part(out, opened)
-            opened.part_kind = delta.kind
-            opened.part_index = sum(
-                1 for part in opened.parts if (part["type"] == "summary_text") == (delta.kind == "summary")
-            )
-            where = {"item_id": opened.item_id, "output_index": opened.output_index}
-            if delta.kind == "summary":
-                self._emit(
-                    out,
-                    {
-                        "type": "response.reasoning_summary_part.added",
-                        **where,
-                        "summary_index": opened.part_index,
-                        "part": {"type": "summary_text", "text": ""},
-                    },
-                )
-            else:
-                self._emit(
-                    out,
-                    {
-                        "type": "response.content_part.added",
-                        **where,
-                        "content_index": opened.part_index,
-                        "part": {"type": "reasoning_text", "text": ""},
-                    },
-                )
-        opened.chunks.append(delta.text)
-        where = {"item_id": opened.item_id, "output_index": opened.output_index}
-        if delta.kind == "summary":
-            event = {
-                "type": "response.reasoning_summary_text.delta",
-                **where,
-                "summary_index": opened.part_index,
-            }
-        else:
-            event = {"type": "response.reasoning_text.delta", **where, "content_index": opened.part_index}
-        event["delta"] = delta.text
-        self._emit(out, self._noise(event))
+        full = "".join(opened.chunks)
+        opened.chunks = []
+        if kind == "output_text":
+            self._message_texts.append(full)
+        for event in events.part_done(opened.item_id, opened.output_index, kind, opened.part_index, full):
+            self._emit(out, event)
+        opened.parts.append(events.full_part(kind, full))
+        opened.part_kind = None
 
     def _close_open(self, out: list[Event], *, status: str) -> None:
         opened = self._open
@@ -399,27 +301,12 @@ class EventBuilder:
             return
         self._open = None
         self._close_part(out, opened)
-        item: dict[str, Any]
         if opened.kind == "message":
-            item = {
-                "id": opened.item_id,
-                "type": "message",
-                "status": status,
-                "content": opened.parts,
-                "role": "assistant",
-            }
+            item = events.message_item(opened.item_id, status, opened.parts)
         else:
-            item = {
-                "id": opened.item_id,
-                "type": "reasoning",
-                "summary": [part for part in opened.parts if part["type"] == "summary_text"],
-            }
-            content = [part for part in opened.parts if part["type"] == "reasoning_text"]
-            if content:
-                item["content"] = content
-            if opened.encrypted_content is not None and self._include_encrypted:
-                item["encrypted_content"] = opened.encrypted_content
-        self._emit(out, {"type": "response.output_item.done", "output_index": opened.output_index, "item": item})
+            shown = opened.encrypted_content if self._include_encrypted else None
+            item = events.reasoning_item(opened.item_id, opened.parts, shown)
+        self._emit(out, events.item_done(opened.output_index, item))
 
     def _check_call(self, pending: _PendingCall) -> tuple[FunctionSpec, str]:
         spec = self._tools.get(pending.name or "")
@@ -442,34 +329,10 @@ class EventBuilder:
         item_id, call_id = new_id("fc"), new_call_id()
         output_index = self._next_index
         self._next_index += 1
-        base = {"id": item_id, "type": "function_call", "call_id": call_id, "name": spec.name}
-        self._emit(
-            out,
-            {
-                "type": "response.output_item.added",
-                "output_index": output_index,
-                "item": {**base, "status": "in_progress", "arguments": ""},
-            },
-        )
-        where = {"item_id": item_id, "output_index": output_index}
+        added = events.function_call_item(item_id, call_id, spec.name, arguments="", status="in_progress")
+        self._emit(out, events.item_added(output_index, added))
         for chunk in pending.chunks or [arguments]:
-            self._emit(
-                out, self._noise({"type": "response.function_call_arguments.delta", **where, "delta": chunk})
-            )
-        self._emit(
-            out,
-            {
-                "type": "response.function_call_arguments.done",
-                **where,
-                "name": spec.name,
-                "arguments": arguments,
-            },
-        )
-        self._emit(
-            out,
-            {
-                "type": "response.output_item.done",
-                "output_index": output_index,
-                "item": {**base, "status": "completed", "arguments": arguments},
-            },
-        )
+            self._emit(out, self._noise(events.arguments_delta(item_id, output_index, chunk)))
+        self._emit(out, events.arguments_done(item_id, output_index, spec.name, arguments))
+        done = events.function_call_item(item_id, call_id, spec.name, arguments=arguments, status="completed")
+        self._emit(out, events.item_done(output_index, done))

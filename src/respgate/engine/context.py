@@ -30,7 +30,7 @@ _ASSISTANT_PART: TypeAdapter[Any] = TypeAdapter(AssistantPart)
 _ID_PREFIX = {"message": "msg", "function_call": "fc", "reasoning": "rs"}
 
 
-def _parts(message: Message, index: int) -> list[dict[str, Any]]:
+def _parts(message: Message, index: int, param: str) -> list[dict[str, Any]]:
     assistant = message.role == "assistant"
     if isinstance(message.content, str):
         part: dict[str, Any] = {"type": "output_text" if assistant else "input_text", "text": message.content}
@@ -44,37 +44,38 @@ def _parts(message: Message, index: int) -> list[dict[str, Any]]:
         if assistant and kind not in ("output_text", "refusal"):
             raise InvalidRequest(
                 f"Invalid value: '{kind}'. Supported values are: 'output_text' and 'refusal'.",
-                param=f"input[{index}].content[{position}]",
+                param=f"{param}[{index}].content[{position}]",
                 code="invalid_value",
             )
         if not assistant and kind not in ("input_text", "input_image", "input_file"):
             raise InvalidRequest(
                 f"Invalid value: '{kind}'. Supported values are: 'input_text', 'input_image', and 'input_file'.",
-                param=f"input[{index}].content[{position}]",
+                param=f"{param}[{index}].content[{position}]",
                 code="invalid_value",
             )
         try:
             parsed = adapter.validate_python(raw)
         except ValidationError as exc:
-            raise to_invalid_request(exc, raw, prefix=f"input[{index}].content[{position}]") from exc
+            raise to_invalid_request(exc, raw, prefix=f"{param}[{index}].content[{position}]") from exc
         parts.append(parsed.model_dump(exclude_none=True))
     return parts
 
 
-def _check_prefix(item_type: str, item_id: str | None, index: int) -> None:
+def _check_prefix(item_type: str, item_id: str | None, index: int, param: str) -> None:
     prefix = _ID_PREFIX.get(item_type)
     if prefix and item_id is not None and not item_id.startswith(prefix + "_"):
         raise InvalidRequest(
-            f"Invalid 'input[{index}].id': '{item_id}'. Expected an ID that begins with '{prefix}'.",
-            param=f"input[{index}].id",
+            f"Invalid '{param}[{index}].id': '{item_id}'. Expected an ID that begins with '{prefix}'.",
+            param=f"{param}[{index}].id",
             code="invalid_id_prefix",
         )
 
 
-def normalize_input(raw_input: str | list[Any] | None) -> list[dict[str, Any]]:
+def normalize_input(raw_input: str | list[Any] | None, *, param: str = "input") -> list[dict[str, Any]]:
     """The request's input as stored: typed items with list content and an id each.
 
     Item references are kept as references here; `assemble` resolves them against the chain.
+    `param` is the request field the items came from, as errors name it (`items` for conversations).
     """
     if raw_input is None:
         return []
@@ -90,21 +91,21 @@ def normalize_input(raw_input: str | list[Any] | None) -> list[dict[str, Any]]:
         ]
     items: list[dict[str, Any]] = []
     for index, item in enumerate(raw_input):
-        items.append(_normalize_item(item, index))
+        items.append(_normalize_item(item, index, param))
     return items
 
 
-def _normalize_item(item: InputItem, index: int) -> dict[str, Any]:
+def _normalize_item(item: InputItem, index: int, param: str) -> dict[str, Any]:
     match item:
         case Message():
-            _check_prefix("message", item.id, index)
+            _check_prefix("message", item.id, index, param)
             data = item.model_dump(exclude_none=True)
-            data["content"] = _parts(item, index)
+            data["content"] = _parts(item, index, param)
             data["id"] = item.id or new_id("msg")
             data.setdefault("status", "completed")
             return data
         case FunctionCall():
-            _check_prefix("function_call", item.id, index)
+            _check_prefix("function_call", item.id, index, param)
             data = item.model_dump(exclude_none=True)
             data["id"] = item.id or new_id("fc")
             return data
@@ -114,7 +115,7 @@ def _normalize_item(item: InputItem, index: int) -> dict[str, Any]:
             data.setdefault("status", "completed")
             return data
         case Reasoning():
-            _check_prefix("reasoning", item.id, index)
+            _check_prefix("reasoning", item.id, index, param)
             data = item.model_dump(exclude_none=True)
             data["id"] = item.id or new_id("rs")
             return data
@@ -132,6 +133,20 @@ def chain_items(chain: Iterable[StoredResponse]) -> list[dict[str, Any]]:
         items.extend(record.input_items)
         items.extend(record.response.get("output") or [])
     return items
+
+
+def for_conversation(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Items as a conversation keeps them: each with an id; references left out.
+
+    A reference can only name an item of the history the request was answered from, which for a
+    conversation is the conversation itself: the item is already there.
+    """
+    kept: list[dict[str, Any]] = []
+    for item in items:
+        if item.get("type") == "item_reference":
+            continue
+        kept.append(item if "id" in item else {"id": new_id("item"), **item})
+    return kept
 
 
 def assemble(history: list[dict[str, Any]], new_items: list[dict[str, Any]]) -> list[dict[str, Any]]:

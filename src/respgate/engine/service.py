@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from respgate.engine.builder import Event, EventBuilder
-from respgate.engine.context import assemble, chain_items, for_model, normalize_input
+from respgate.engine.builder import EventBuilder
+from respgate.engine.context import assemble, chain_items, for_conversation, for_model, normalize_input
+from respgate.engine.events import Event
 from respgate.engine.response import base_response
 from respgate.engine.router import Deployment, Router
 from respgate.engine.tools import ResolvedTools, resolve_text_format, resolve_tools
@@ -19,6 +20,7 @@ from respgate.protocol.errors import (
     APIError,
     GenerationFailed,
     InvalidRequest,
+    NotFound,
     RateLimited,
     ServerError,
     UpstreamError,
@@ -27,7 +29,7 @@ from respgate.protocol.ids import new_id
 from respgate.protocol.request import CreateResponse
 from respgate.protocol.validation import parse_model
 from respgate.providers.base import Delta, ModelCall
-from respgate.storage.base import ResponseStore, StoredResponse
+from respgate.storage.base import ConversationStore, ResponseStore, StoredResponse
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,9 @@ class Prepared:
     input_items: list[dict[str, Any]]
     tools: ResolvedTools
     call: ModelCall
+    # The conversation the request continues: its items came first in the context, and the
+    # response's input and output are appended to it when the response ends.
+    conversation_id: str | None = None
 
     @property
     def stream(self) -> bool:
@@ -77,11 +82,6 @@ def _check_combinations(request: CreateResponse) -> None:
             "'previous_response_id' cannot be used in conjunction with 'conversation'.",
             param="previous_response_id",
         )
-    if request.conversation is not None:
-        raise InvalidRequest(
-            "The 'conversation' parameter is not supported by this server yet; use 'previous_response_id'.",
-            param="conversation",
-        )
     if request.background and request.store is False:
         raise InvalidRequest(
             "Background mode requires 'store' to be true: a background response is fetched later by its id.",
@@ -94,8 +94,16 @@ def _check_combinations(request: CreateResponse) -> None:
 
 
 class ResponsesService:
-    def __init__(self, *, store: ResponseStore, router: Router, regenerate_once: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        store: ResponseStore,
+        conversations: ConversationStore,
+        router: Router,
+        regenerate_once: bool = True,
+    ) -> None:
         self._store = store
+        self._conversations = conversations
         self._router = router
         self._regenerate_once = regenerate_once
 
@@ -122,6 +130,13 @@ class ResponsesService:
                     code="previous_response_not_found",
                 )
             history = chain_items(chain)
+        conversation_id = _conversation_id(request)
+        if conversation_id is not None:
+            conversation = await self._conversations.items(conversation_id, owner)
+            if conversation is None:
+                # OpenAI answers an unknown conversation with a 404 that names no parameter.
+                raise NotFound(f"Conversation with id '{conversation_id}' not found.")
+            history = conversation
         context = assemble(history, new_items)
         parallel = request.parallel_tool_calls is not False
         include = request.include or []
@@ -153,6 +168,7 @@ class ResponsesService:
             input_items=[item for item in new_items],
             tools=tools,
             call=call,
+            conversation_id=conversation_id,
         )
 
     async def _start(self, prepared: Prepared) -> _Started:
@@ -275,6 +291,7 @@ class ResponsesService:
             await _close(stream)
         assert builder.final is not None
         await self._save(prepared, builder.final, builder.events, builder.reasoning_blobs)
+        await self._append_to_conversation(prepared, builder.final, builder.reasoning_blobs)
         yield batch
 
     @staticmethod
@@ -304,14 +321,7 @@ class ResponsesService:
     ) -> None:
         if not prepared.store:
             return
-        if blobs:
-            # Reasoning blobs are kept even when the client did not ask to see them: the next turn
-            # must hand them back to the backend that made them. Reads hide them unless included.
-            output = [
-                {**item, "encrypted_content": blobs[item["id"]]} if item.get("id") in blobs else item
-                for item in final["output"]
-            ]
-            final = {**final, "output": output}
+        final = {**final, "output": _with_blobs(final["output"], blobs)}
         record = StoredResponse(
             id=prepared.response_id,
             owner=prepared.owner,
@@ -322,6 +332,44 @@ class ResponsesService:
             input_items=prepared.input_items,
         )
         await self._store.save(record, events)
+
+    async def _append_to_conversation(
+        self, prepared: Prepared, final: dict[str, Any], blobs: dict[str, str]
+    ) -> None:
+        """Add the turn to its conversation: its input, then its output, in one append.
+
+        Only a turn the model finished (completed, or incomplete at a limit) is added; a failed one is
+        not, so the client can send the same input again. Client-side `store: false` does not matter
+        here: the conversation is state the client asked for by naming it.
+        """
+        if prepared.conversation_id is None or final["status"] not in ("completed", "incomplete"):
+            return
+        items = for_conversation([*prepared.input_items, *_with_blobs(final["output"], blobs)])
+        # An item another request added meanwhile (same client-given id) is already there: keep it.
+        added = await self._conversations.add_items(
+            prepared.conversation_id, prepared.owner, items, skip_existing=True
+        )
+        if added is None:
+            log.warning(
+                "conversation %s was deleted while response %s ran; the turn was not added",
+                prepared.conversation_id,
+                prepared.response_id,
+            )
+
+
+def _conversation_id(request: CreateResponse) -> str | None:
+    conversation = request.conversation
+    return conversation if isinstance(conversation, str) or conversation is None else conversation.id
+
+
+def _with_blobs(output: list[dict[str, Any]], blobs: dict[str, str]) -> list[dict[str, Any]]:
+    # Reasoning blobs are kept even when the client did not ask to see them: the next turn must hand
+    # them back to the backend that made them. Reads hide them unless included.
+    if not blobs:
+        return output
+    return [
+        {**item, "encrypted_content": blobs[item["id"]]} if item.get("id") in blobs else item for item in output
+    ]
 
 
 async def _close(stream: AsyncIterator[Delta]) -> None:

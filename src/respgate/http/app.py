@@ -16,13 +16,15 @@ from respgate.config import ModelEntry, Settings
 from respgate.engine.background import BackgroundJobs
 from respgate.engine.router import Router
 from respgate.engine.service import ResponsesService
+from respgate.engine.tokens import InputTokenCounter
 from respgate.http.auth import KeyChecker
+from respgate.http.conversations import ConversationRoutes
 from respgate.http.errors import RequestIdMiddleware, on_api_error, on_http_error, on_unexpected
 from respgate.http.routes import Routes
 from respgate.protocol.errors import APIError
 from respgate.providers.base import ManagedProvider, Provider
-from respgate.storage.base import ResponseStore
-from respgate.storage.sql import open_store
+from respgate.storage.base import ConversationStore, ResponseStore
+from respgate.storage.sql import SqlResponseStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +33,11 @@ ProviderFactory = Callable[[ModelEntry], Provider]
 
 @dataclass(slots=True, kw_only=True)
 class Gateway:
-    """The running parts: settings, store, router (with its providers), service."""
+    """The running parts: settings, stores, router (with its providers), service."""
 
     settings: Settings
     store: ResponseStore
+    conversations: ConversationStore
     router: Router
     service: ResponsesService
     jobs: BackgroundJobs
@@ -46,7 +49,12 @@ class Gateway:
         *,
         build_provider: ProviderFactory,
         store: ResponseStore | None = None,
+        conversations: ConversationStore | None = None,
     ) -> Gateway:
+        """Start the providers and open the stores; a given `store` is used (and closed) as it is.
+
+        `conversations` defaults to the conversation store of a SQL `store`.
+        """
         router = Router(
             entries=settings.models,
             build=build_provider,
@@ -56,6 +64,11 @@ class Gateway:
         )
         started: list[ManagedProvider] = []
         opened_store = store or await open_store(settings.resolved_database_url())
+        if conversations is None:
+            if not isinstance(opened_store, SqlResponseStore):
+                await opened_store.aclose()
+                raise TypeError("a store that is not a SqlResponseStore needs its own conversations store")
+            conversations = opened_store.conversations
         try:
             for provider in router.providers():
                 if isinstance(provider, ManagedProvider):
@@ -66,10 +79,11 @@ class Gateway:
                 await managed.aclose()
             await opened_store.aclose()
             raise
-        service = ResponsesService(store=opened_store, router=router)
+        service = ResponsesService(store=opened_store, conversations=conversations, router=router)
         return cls(
             settings=settings,
             store=opened_store,
+            conversations=conversations,
             router=router,
             service=service,
             jobs=BackgroundJobs(service=service),
@@ -89,14 +103,19 @@ class Gateway:
 def create_app(gateway: Gateway, *, manage: bool = False) -> ASGIApp:
     """The ASGI app over `gateway`; with `manage`, the app's lifespan closes the gateway on shutdown."""
     settings = gateway.settings
+    keys = KeyChecker(settings.api_keys)
     routes = Routes(
         service=gateway.service,
+        counter=InputTokenCounter(service=gateway.service, router=gateway.router),
         jobs=gateway.jobs,
         store=gateway.store,
         router=gateway.router,
-        keys=KeyChecker(settings.api_keys),
+        keys=keys,
         max_body_bytes=settings.max_body_bytes,
         keepalive_seconds=settings.keepalive_seconds,
+    )
+    conversations = ConversationRoutes(
+        store=gateway.conversations, keys=keys, max_body_bytes=settings.max_body_bytes
     )
 
     @contextlib.asynccontextmanager
@@ -110,6 +129,7 @@ def create_app(gateway: Gateway, *, manage: bool = False) -> ASGIApp:
     app = Starlette(
         routes=[
             Route("/v1/responses", routes.create, methods=["POST"]),
+            Route("/v1/responses/input_tokens", routes.input_tokens, methods=["POST"]),
             Route("/v1/responses/{response_id}", routes.retrieve, methods=["GET"]),
             Route("/v1/responses/{response_id}", routes.delete, methods=["DELETE"]),
             Route("/v1/responses/{response_id}/cancel", routes.cancel, methods=["POST"]),
@@ -117,6 +137,7 @@ def create_app(gateway: Gateway, *, manage: bool = False) -> ASGIApp:
             Route("/v1/models", routes.models, methods=["GET"]),
             Route("/v1/models/{model:path}", routes.model, methods=["GET"]),
             Route("/healthz", routes.health, methods=["GET"]),
+            *conversations.routes(),
         ],
         exception_handlers={
             APIError: on_api_error,

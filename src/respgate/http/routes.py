@@ -1,27 +1,33 @@
-"""The endpoints: create, retrieve (JSON or replayed SSE), delete, cancel, input items, models, health."""
+"""The endpoints: create, retrieve (JSON or SSE replay), delete, cancel, input items/tokens, models, health."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Any, get_args
+from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from respgate.engine.background import BackgroundJobs
-from respgate.engine.builder import Event
+from respgate.engine.events import Event
 from respgate.engine.router import Router
 from respgate.engine.service import Prepared, ResponsesService
+from respgate.engine.tokens import InputTokenCounter
 from respgate.http.auth import KeyChecker
 from respgate.http.errors import json_response
+from respgate.http.params import (
+    check_include,
+    flag,
+    int_param,
+    json_body,
+    order_param,
+    without_hidden_reasoning,
+)
 from respgate.http.sse import EventStreamResponse, frame
-from respgate.protocol.errors import InvalidRequest, NotFound, PayloadTooLarge
-from respgate.protocol.request import Includable
+from respgate.protocol.errors import InvalidRequest, NotFound
 from respgate.storage.base import ResponseStore
 
-_INCLUDABLE: set[str] = set(get_args(Includable))
 _STARTED = int(time.time())
 
 
@@ -30,6 +36,7 @@ class Routes:
         self,
         *,
         service: ResponsesService,
+        counter: InputTokenCounter,
         jobs: BackgroundJobs,
         store: ResponseStore,
         router: Router,
@@ -38,6 +45,7 @@ class Routes:
         keepalive_seconds: float,
     ) -> None:
         self._service = service
+        self._counter = counter
         self._jobs = jobs
         self._store = store
         self._router = router
@@ -49,22 +57,7 @@ class Routes:
         return self._keys.owner(request.headers.get("authorization"))
 
     async def _json_body(self, request: Request) -> Any:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self._max_body:
-            raise PayloadTooLarge(f"Request body too large: the limit is {self._max_body} bytes.")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > self._max_body:
-                raise PayloadTooLarge(f"Request body too large: the limit is {self._max_body} bytes.")
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidRequest(
-                "We could not parse the JSON body of your request. The API expects a JSON payload, but what "
-                "was sent was not valid JSON.",
-                code="invalid_json",
-            ) from exc
+        return await json_body(request, max_bytes=self._max_body)
 
     async def create(self, request: Request) -> Response | EventStreamResponse:
         owner = self._owner(request)
@@ -84,13 +77,18 @@ class Routes:
         final = await _final(prepared, batches)
         return json_response(final)
 
+    async def input_tokens(self, request: Request) -> Response:
+        owner = self._owner(request)
+        count = await self._counter.count(await self._json_body(request), owner=owner)
+        return json_response({"object": "response.input_tokens", "input_tokens": count})
+
     async def retrieve(self, request: Request) -> Response | EventStreamResponse:
         owner = self._owner(request)
         response_id = request.path_params["response_id"]
-        include = _check_include(request)
+        include = check_include(request)
         job = self._jobs.get(response_id, owner)
-        if _flag(request, "stream"):
-            after = _int_param(request, "starting_after", default=-1, minimum=-1)
+        if flag(request, "stream"):
+            after = int_param(request, "starting_after", default=-1, minimum=-1)
             if job is not None:
                 return EventStreamResponse(_framed_batches(job.follow(after)), keepalive=self._keepalive)
             events = await self._store.events(response_id, owner)
@@ -137,15 +135,9 @@ class Routes:
     async def input_items(self, request: Request) -> Response:
         owner = self._owner(request)
         response_id = request.path_params["response_id"]
-        _check_include(request)
-        limit = _int_param(request, "limit", default=20, minimum=1, maximum=100)
-        order = request.query_params.get("order", "desc")
-        if order not in ("asc", "desc"):
-            raise InvalidRequest(
-                f"Invalid value: '{order}'. Supported values are: 'asc' and 'desc'.",
-                param="order",
-                code="invalid_value",
-            )
+        check_include(request)
+        limit = int_param(request, "limit", default=20, minimum=1, maximum=100)
+        order = order_param(request)
         record = await self._store.get(response_id, owner)
         if record is None:
             raise _not_found(response_id)
@@ -217,66 +209,8 @@ def _not_found(response_id: str) -> NotFound:
     return NotFound(f"Response with id '{response_id}' not found.", param="response_id")
 
 
-def _flag(request: Request, name: str) -> bool:
-    value = request.query_params.get(name)
-    if value is None:
-        return False
-    lowered = value.lower()
-    if lowered not in ("true", "false", "1", "0"):
-        raise InvalidRequest(
-            f"Invalid type for '{name}': expected a boolean, but got a string instead.",
-            param=name,
-            code="invalid_type",
-        )
-    return lowered in ("true", "1")
-
-
-def _int_param(request: Request, name: str, *, default: int, minimum: int, maximum: int | None = None) -> int:
-    value = request.query_params.get(name)
-    if value is None:
-        return default
-    try:
-        number = int(value)
-    except ValueError as exc:
-        raise InvalidRequest(
-            f"Invalid type for '{name}': expected an integer, but got a string instead.",
-            param=name,
-            code="invalid_type",
-        ) from exc
-    if number < minimum or (maximum is not None and number > maximum):
-        bound = f">= {minimum}" if number < minimum else f"<= {maximum}"
-        code = "integer_below_min_value" if number < minimum else "integer_above_max_value"
-        raise InvalidRequest(
-            f"Invalid '{name}': integer out of range. Expected a value {bound}, but got {number} instead.",
-            param=name,
-            code=code,
-        )
-    return number
-
-
 def _visible(response: dict[str, Any], include: set[str]) -> dict[str, Any]:
     """The stored response as the client may see it: reasoning blobs only when included."""
-    if "reasoning.encrypted_content" in include:
-        return response
     output = response.get("output") or []
-    if not any("encrypted_content" in item for item in output if item.get("type") == "reasoning"):
-        return response
-    shown = [
-        {key: value for key, value in item.items() if key != "encrypted_content"}
-        if item.get("type") == "reasoning"
-        else item
-        for item in output
-    ]
-    return {**response, "output": shown}
-
-
-def _check_include(request: Request) -> set[str]:
-    values = request.query_params.getlist("include[]") + request.query_params.getlist("include")
-    for value in values:
-        if value not in _INCLUDABLE:
-            raise InvalidRequest(
-                f"Invalid value: '{value}'. Supported values are: {', '.join(sorted(_INCLUDABLE))}.",
-                param="include",
-                code="invalid_value",
-            )
-    return set(values)
+    shown = without_hidden_reasoning(output, include)
+    return response if shown is output else {**response, "output": shown}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from respgate.protocol.items import InputItem
 
@@ -118,6 +118,21 @@ class StreamOptions(_Strict):
     include_obfuscation: bool | None = None
 
 
+def _metadata_limits(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > 16:
+        raise ValueError(f"metadata: too many keys. Expected at most 16 keys, but got {len(value)}.")
+    for key, item in value.items():
+        if len(key) > 64:
+            raise ValueError(f"metadata: key '{key[:70]}' is longer than 64 characters.")
+        if len(item) > 512:
+            raise ValueError(f"metadata: value of '{key}' is longer than 512 characters.")
+    return value
+
+
+# OpenAI's `Metadata`: at most 16 pairs, keys up to 64 characters, values up to 512 (responses, conversations).
+Metadata = Annotated[dict[str, str], AfterValidator(_metadata_limits)]
+
+
 class ConversationRef(_Strict):
     id: str
 
@@ -167,7 +182,7 @@ class CreateResponse(_Strict):
     stream: bool | None = None
     stream_options: StreamOptions | None = None
     background: bool | None = None
-    metadata: dict[str, str] | None = None
+    metadata: Metadata | None = None
     previous_response_id: str | None = None
     conversation: str | ConversationRef | None = None
     include: list[Includable] | None = None
@@ -189,16 +204,19 @@ class CreateResponse(_Strict):
     client_metadata: Any = None
     personality: Any = None
 
-    @field_validator("metadata")
-    @classmethod
-    def _metadata_limits(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        if value is None:
-            return value
-        if len(value) > 16:
-            raise ValueError(f"metadata: too many keys. Expected at most 16 keys, but got {len(value)}.")
-        for key, item in value.items():
-            if len(key) > 64:
-                raise ValueError(f"metadata: key '{key[:70]}' is longer than 64 characters.")
-            if len(item) > 512:
-                raise ValueError(f"metadata: value of '{key}' is longer than 512 characters.")
-        return value
+
+class CountInputTokens(_Strict):
+    """The `POST /v1/responses/input_tokens` body: the create fields that shape the model's input."""
+
+    model: str | None = None
+    input: str | list[InputItem] | None = None
+    instructions: str | None = None
+    previous_response_id: str | None = None
+    conversation: str | ConversationRef | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    text: TextConfig | None = None
+    reasoning: ReasoningConfig | None = None
+    truncation: Literal["auto", "disabled"] | None = None
+    parallel_tool_calls: bool | None = None
+    personality: Any = None

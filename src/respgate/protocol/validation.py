@@ -121,6 +121,21 @@ def to_invalid_request(exc: ValidationError, raw: Any, *, prefix: str = "") -> I
             param=param,
             code="invalid_type",
         )
+    if kind in ("too_long", "too_short") and isinstance(value, list):
+        ctx = error.get("ctx") or {}
+        if kind == "too_long":
+            return InvalidRequest(
+                f"Invalid '{param}': array too long. Expected an array with maximum length "
+                f"{ctx.get('max_length')}, but got an array with length {len(value)} instead.",
+                param=param,
+                code="array_above_max_length",
+            )
+        return InvalidRequest(
+            f"Invalid '{param}': array too short. Expected an array with minimum length "
+            f"{ctx.get('min_length')}, but got an array with length {len(value)} instead.",
+            param=param,
+            code="array_below_min_length",
+        )
     if kind in ("string_too_long", "too_long"):
         limit = (error.get("ctx") or {}).get("max_length")
         return InvalidRequest(

@@ -122,3 +122,13 @@ class ManagedProvider(Protocol):
     async def start(self) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class TokenCounter(Protocol):
+    """A provider that can count a call's input tokens without generating (`POST /v1/responses/input_tokens`).
+
+    Optional: for a provider without it the engine estimates the count instead.
+    """
+
+    async def count_tokens(self, call: ModelCall) -> int: ...

@@ -114,6 +114,10 @@ class ScriptedProvider:
     def __init__(self, entry: ModelEntry) -> None:
         self._settings = ScriptedSettings.model_validate(entry.provider_settings())
 
+    async def count_tokens(self, call: ModelCall) -> int:
+        """The input tokens this provider reports in its usage (a quarter of the context's JSON bytes)."""
+        return max(1, len(orjson.dumps(call.items)) // 4 + len(call.instructions or "") // 4)
+
     async def stream(self, call: ModelCall) -> AsyncIterator[Delta]:
         script = self._settings.script
         turn = script[min(assistant_turns(call.items), len(script) - 1)]
@@ -122,7 +126,7 @@ class ScriptedProvider:
         delay = self._settings.delay if turn.delay is None else turn.delay
         budget = call.max_output_tokens
         produced = 0
-        input_tokens = max(1, len(orjson.dumps(call.items)) // 4 + len(call.instructions or "") // 4)
+        input_tokens = await self.count_tokens(call)
 
         pieces: list[Delta] = []
         if turn.reasoning:

@@ -1,9 +1,9 @@
-"""The store contract used by the engine and the HTTP layer."""
+"""The store contracts used by the engine and the HTTP layer: responses, and conversations."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -37,3 +37,74 @@ class ResponseStore(Protocol):
     async def delete(self, response_id: str, owner: str) -> bool: ...
 
     async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredConversation:
+    """A conversation's own fields; its items are stored (and read) separately, in order."""
+
+    id: str
+    owner: str
+    created_at: int
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ItemPage:
+    """One page of a conversation's items, in the order asked for."""
+
+    items: list[dict[str, Any]]
+    has_more: bool
+
+
+class ConversationStore(Protocol):
+    """Conversations and their ordered items. Every item has an `id`, unique within its conversation.
+
+    Every method is scoped to `owner`: another owner's conversation reads as absent. Methods that take
+    items raise `InvalidRequest` ("Duplicate item found with id …") when an id is already taken.
+    """
+
+    async def create_conversation(self, conversation: StoredConversation, items: list[dict[str, Any]]) -> None:
+        """Insert a conversation with its first items, in one transaction."""
+        ...
+
+    async def get_conversation(self, conversation_id: str, owner: str) -> StoredConversation | None: ...
+
+    async def update_conversation(
+        self, conversation_id: str, owner: str, metadata: dict[str, str]
+    ) -> StoredConversation | None:
+        """Replace the metadata; None if there is no such conversation."""
+        ...
+
+    async def delete_conversation(self, conversation_id: str, owner: str) -> bool:
+        """Delete a conversation and its items; False if there was none."""
+        ...
+
+    async def add_items(
+        self, conversation_id: str, owner: str, items: list[dict[str, Any]], *, skip_existing: bool = False
+    ) -> list[dict[str, Any]] | None:
+        """Append `items` after the last item, atomically; the items added, or None if no such conversation.
+
+        Concurrent appends to one conversation never interleave. With `skip_existing`, items whose id the
+        conversation already holds are left out instead of failing the append.
+        """
+        ...
+
+    async def items(self, conversation_id: str, owner: str) -> list[dict[str, Any]] | None:
+        """Every item, oldest first; None if no such conversation."""
+        ...
+
+    async def list_items(
+        self, conversation_id: str, owner: str, *, after: str | None, limit: int, order: Literal["asc", "desc"]
+    ) -> ItemPage | None:
+        """Up to `limit` items after the item `after` (in `order`); None if no such conversation.
+
+        An `after` the conversation does not hold raises `InvalidRequest` (param `after`).
+        """
+        ...
+
+    async def get_item(self, conversation_id: str, owner: str, item_id: str) -> dict[str, Any] | None: ...
+
+    async def delete_item(self, conversation_id: str, owner: str, item_id: str) -> bool:
+        """Remove one item; False if the conversation or the item is unknown."""
+        ...

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any, TypeVar
 
@@ -13,12 +13,13 @@ import orjson
 from sqlalchemy import bindparam, event, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from respgate.config import ConfigError
 from respgate.protocol.errors import ServerError
 from respgate.storage.base import StoredResponse
+from respgate.storage.conversations import SqlConversationStore
 from respgate.storage.migrate import upgrade_to_head
 from respgate.storage.tables import response_events, responses
 
@@ -122,6 +123,8 @@ async def open_store(url: str, *, max_chain_length: int = 10_000) -> SqlResponse
 class SqlResponseStore:
     """`ResponseStore` over one SQLAlchemy async engine (closing the store disposes of it).
 
+    Its `conversations` is the `ConversationStore` on the same engine, sharing the queue of writers.
+
     Statements are built with SQLAlchemy Core, compiled once for the dialect, and run on the pooled
     connection's driver: through SQLAlchemy's execution layer a short write cost several times its
     SQL (statement construction, compile-cache lookups, and aiosqlite thread hops for cursor,
@@ -147,6 +150,7 @@ class SqlResponseStore:
             .where(*by_id),
         )
         self._chain_sql = _DriverQuery(engine, _chain_query(max_chain_length))
+        self.conversations = SqlConversationStore(read=self._read, write=self._write)
         self._upsert_sql = _DriverQuery(engine, self._upsert_statement())
         self._events_upsert_sql = _DriverQuery(engine, self._events_upsert_statement())
         self._delete_sql = _DriverQuery(engine, responses.delete().where(*by_id))
@@ -252,6 +256,35 @@ class SqlResponseStore:
                         if not isinstance(exc, _CONNECTION_LOST) or attempt == _ATTEMPTS[-1]:
                             raise
                 await self._engine.dispose()
+        raise AssertionError("unreachable")
+
+    async def _write(self, operation: str, work: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
+        """Run `work` in a transaction through SQLAlchemy, queued with this store's other writers.
+
+        For the conversation store, whose writes are a few dependent statements and not hot. A write that
+        met a connection the server had closed is run again; conversation writes are keyed by item ids,
+        so a repeat cannot append the same item twice.
+        """
+        async with self._write_lock, _database_errors(operation):
+            for attempt in _ATTEMPTS:
+                try:
+                    async with self._engine.begin() as connection:
+                        return await work(connection)
+                except DBAPIError as exc:
+                    if not exc.connection_invalidated or attempt == _ATTEMPTS[-1]:
+                        raise
+        raise AssertionError("unreachable")
+
+    async def _read(self, operation: str, work: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
+        """Run `work` on a pooled connection through SQLAlchemy (the conversation store's reads)."""
+        async with _database_errors(operation):
+            for attempt in _ATTEMPTS:
+                try:
+                    async with self._engine.connect() as connection:
+                        return await work(connection)
+                except DBAPIError as exc:
+                    if not exc.connection_invalidated or attempt == _ATTEMPTS[-1]:
+                        raise
         raise AssertionError("unreachable")
 
     async def _fetch(self, query: _DriverQuery, **params: str) -> Sequence[Sequence[Any]]:

@@ -6,7 +6,7 @@ mirror the head revision and must change together with a new revision.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, ForeignKey, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, ForeignKey, MetaData, String, Table, Text, UniqueConstraint
 
 metadata = MetaData()
 
@@ -33,4 +33,29 @@ response_events = Table(
         primary_key=True,
     ),
     Column("events", Text, nullable=False),
+)
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("owner", String, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("metadata", Text, nullable=False),
+    Column("next_position", BigInteger, nullable=False),
+)
+
+conversation_items = Table(
+    "conversation_items",
+    metadata,
+    Column(
+        "conversation_id",
+        String,
+        ForeignKey("conversations.id", ondelete="CASCADE", name="fk_conversation_items_conversation_id"),
+        primary_key=True,
+    ),
+    Column("position", BigInteger, primary_key=True),
+    Column("item_id", String, nullable=False),
+    Column("item", Text, nullable=False),
+    UniqueConstraint("conversation_id", "item_id", name="uq_conversation_items_item_id"),
 )

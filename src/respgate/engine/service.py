@@ -179,8 +179,10 @@ class ResponsesService:
             call = dataclasses.replace(
                 prepared.call, model=deployment.name, upstream_model=deployment.entry.target
             )
-            stream = deployment.provider.stream(call)
+            stream: AsyncIterator[Delta] | None = None
             try:
+                # Some providers check the request when called, others on the first step: both count.
+                stream = deployment.provider.stream(call)
                 first = await anext(stream, None)
             except (UpstreamError, RateLimited) as exc:
                 await _close(stream)
@@ -372,7 +374,7 @@ def _with_blobs(output: list[dict[str, Any]], blobs: dict[str, str]) -> list[dic
     ]
 
 
-async def _close(stream: AsyncIterator[Delta]) -> None:
+async def _close(stream: AsyncIterator[Delta] | None) -> None:
     aclose = getattr(stream, "aclose", None)
     if aclose is not None:
         await aclose()

@@ -30,14 +30,11 @@ from respgate.providers.base import (
 )
 from respgate.providers.upstream import (
     Capabilities,
-    MalformedUpstream,
-    StreamGuard,
-    Upstream,
+    UpstreamProvider,
     UpstreamSettings,
     check_capabilities,
     load_settings,
     merge_params,
-    parse_json,
     tag_reasoning,
     untag_reasoning,
 )
@@ -170,26 +167,17 @@ class _Turns:
             raise InvalidRequest(f"Input items of type {kind} are not supported for this model.", param="input")
 
 
-class AnthropicProvider:
+class AnthropicProvider(UpstreamProvider):
     """Translates a `ModelCall` into a streamed Messages request and its events into deltas."""
 
     def __init__(self, entry: ModelEntry) -> None:
         self._settings = load_settings(entry, AnthropicSettings)
-        headers = {"anthropic-version": self._settings.anthropic_version, **self._settings.headers}
-        if key := self._settings.resolved_api_key(entry.name):
-            headers["x-api-key"] = key
-        self._upstream = Upstream(
-            model=entry.name,
-            base_url=self._settings.base_url,
-            headers=headers,
-            timeout=self._settings.timeout,
+        super().__init__(
+            entry=entry,
+            settings=self._settings,
+            auth=lambda key: {"x-api-key": key},
+            protocol_headers={"anthropic-version": self._settings.anthropic_version},
         )
-
-    async def start(self) -> None:
-        await self._upstream.start()
-
-    async def aclose(self) -> None:
-        await self._upstream.aclose()
 
     def request_body(self, call: ModelCall) -> dict[str, Any]:
         """The exact JSON sent upstream for `call`."""
@@ -277,20 +265,8 @@ class AnthropicProvider:
             )
         return {}
 
-    async def stream(self, call: ModelCall) -> AsyncIterator[Delta]:
-        body = self.request_body(call)
-        guard = StreamGuard()
-        reader = _EventReader()
-        with self._upstream.errors(guard):
-            async with self._upstream.post_sse("/v1/messages", body) as events:
-                async for event in events:
-                    for delta in reader.read(parse_json(event.data)):
-                        guard.yielded = True
-                        yield delta
-                    if reader.finished:
-                        break
-            if not reader.finished:
-                raise MalformedUpstream("the stream ended without message_stop")
+    def stream(self, call: ModelCall) -> AsyncIterator[Delta]:
+        return self._relay("/v1/messages", self.request_body(call), _EventReader(), last="message_stop")
 
 
 @dataclass(slots=True)

@@ -28,8 +28,9 @@ from respgate.providers.base import (
 from respgate.providers.upstream import (
     MalformedUpstream,
     StreamGuard,
-    Upstream,
+    UpstreamProvider,
     UpstreamSettings,
+    bearer,
     check_capabilities,
     load_settings,
     merge_params,
@@ -156,27 +157,13 @@ def _response_format(text_format: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-class ChatCompletionsProvider:
+class ChatCompletionsProvider(UpstreamProvider):
     """Translates a `ModelCall` into a streamed chat completion and its chunks into neutral deltas."""
 
     def __init__(self, entry: ModelEntry) -> None:
         self._settings = load_settings(entry, ChatCompletionsSettings)
         self._model = entry.name
-        headers = dict(self._settings.headers)
-        if key := self._settings.resolved_api_key(entry.name):
-            headers["Authorization"] = f"Bearer {key}"
-        self._upstream = Upstream(
-            model=entry.name,
-            base_url=self._settings.base_url,
-            headers=headers,
-            timeout=self._settings.timeout,
-        )
-
-    async def start(self) -> None:
-        await self._upstream.start()
-
-    async def aclose(self) -> None:
-        await self._upstream.aclose()
+        super().__init__(entry=entry, settings=self._settings, auth=bearer)
 
     def request_body(self, call: ModelCall) -> dict[str, Any]:
         """The exact JSON sent upstream for `call`."""

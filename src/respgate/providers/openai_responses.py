@@ -26,13 +26,12 @@ from respgate.providers.base import (
 )
 from respgate.providers.upstream import (
     MalformedUpstream,
-    StreamGuard,
-    Upstream,
+    UpstreamProvider,
     UpstreamSettings,
+    bearer,
     check_capabilities,
     load_settings,
     merge_params,
-    parse_json,
     untag_reasoning,
 )
 
@@ -64,26 +63,12 @@ def _input_item(item: dict[str, Any]) -> dict[str, Any] | None:
     return {key: value for key, value in item.items() if key not in ("id", "status")}
 
 
-class OpenAIResponsesProvider:
+class OpenAIResponsesProvider(UpstreamProvider):
     """Passes a `ModelCall` to an upstream Responses API and normalises its events into deltas."""
 
     def __init__(self, entry: ModelEntry) -> None:
         self._settings = load_settings(entry, OpenAIResponsesSettings)
-        headers = dict(self._settings.headers)
-        if key := self._settings.resolved_api_key(entry.name):
-            headers["Authorization"] = f"Bearer {key}"
-        self._upstream = Upstream(
-            model=entry.name,
-            base_url=self._settings.base_url,
-            headers=headers,
-            timeout=self._settings.timeout,
-        )
-
-    async def start(self) -> None:
-        await self._upstream.start()
-
-    async def aclose(self) -> None:
-        await self._upstream.aclose()
+        super().__init__(entry=entry, settings=self._settings, auth=bearer)
 
     def request_body(self, call: ModelCall) -> dict[str, Any]:
         """The exact JSON sent upstream for `call`."""
@@ -126,20 +111,8 @@ class OpenAIResponsesProvider:
                 body[key] = value
         return merge_params(settings.params, body)
 
-    async def stream(self, call: ModelCall) -> AsyncIterator[Delta]:
-        body = self.request_body(call)
-        guard = StreamGuard()
-        reader = _EventReader()
-        with self._upstream.errors(guard):
-            async with self._upstream.post_sse("/responses", body) as events:
-                async for event in events:
-                    for delta in reader.read(parse_json(event.data)):
-                        guard.yielded = True
-                        yield delta
-                    if reader.finished:
-                        break
-            if not reader.finished:
-                raise MalformedUpstream("the stream ended without response.completed")
+    def stream(self, call: ModelCall) -> AsyncIterator[Delta]:
+        return self._relay("/responses", self.request_body(call), _EventReader(), last="response.completed")
 
 
 @dataclass(slots=True)

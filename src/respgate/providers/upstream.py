@@ -5,10 +5,10 @@ from __future__ import annotations
 import codecs
 import os
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 import orjson
@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 
 from respgate.config import ConfigError, ModelEntry
 from respgate.protocol.errors import APIError, InvalidRequest, UpstreamError
-from respgate.providers.base import ModelCall
+from respgate.providers.base import Delta, ModelCall
 
 
 class Timeouts(BaseModel):
@@ -377,3 +377,56 @@ def untag_reasoning(blob: str) -> tuple[str | None, str]:
         prefix, _, rest = blob.partition(":")
         return prefix.removeprefix("respgate."), rest
     return None, blob
+
+
+class EventReader(Protocol):
+    """Turns one provider's parsed SSE events into neutral deltas; `finished` once its last event came."""
+
+    finished: bool
+
+    def read(self, event: dict[str, Any]) -> Iterable[Delta]: ...
+
+
+class UpstreamProvider:
+    """What the HTTP providers share: one `Upstream` session for the server's lifetime, and relaying."""
+
+    def __init__(
+        self,
+        *,
+        entry: ModelEntry,
+        settings: UpstreamSettings,
+        auth: Callable[[str], dict[str, str]],
+        protocol_headers: dict[str, str] | None = None,
+    ) -> None:
+        headers = {**(protocol_headers or {}), **settings.headers}
+        if key := settings.resolved_api_key(entry.name):
+            headers.update(auth(key))
+        self._upstream = Upstream(
+            model=entry.name, base_url=settings.base_url, headers=headers, timeout=settings.timeout
+        )
+
+    async def start(self) -> None:
+        await self._upstream.start()
+
+    async def aclose(self) -> None:
+        await self._upstream.aclose()
+
+    async def _relay(
+        self, path: str, body: dict[str, Any], reader: EventReader, *, last: str
+    ) -> AsyncIterator[Delta]:
+        """POST `body` and yield what `reader` makes of each event, until it has seen `last`."""
+        guard = StreamGuard()
+        with self._upstream.errors(guard):
+            async with self._upstream.post_sse(path, body) as events:
+                async for event in events:
+                    for delta in reader.read(parse_json(event.data)):
+                        guard.yielded = True
+                        yield delta
+                    if reader.finished:
+                        break
+            if not reader.finished:
+                raise MalformedUpstream(f"the stream ended without {last}")
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}

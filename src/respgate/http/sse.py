@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
+import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import orjson
 from starlette.types import Receive, Scope, Send
 
+log = logging.getLogger(__name__)
+
 PING = b": ping\n\n"
+_END = b""
 
 
 def frame(events: Iterable[dict[str, Any]]) -> bytes:
@@ -22,7 +25,12 @@ def frame(events: Iterable[dict[str, Any]]) -> bytes:
 
 
 class EventStreamResponse:
-    """Streams `chunks`; sends `: ping` comments while idle; cancels the producer when the client leaves."""
+    """Streams `chunks`; sends `: ping` comments while idle; cancels the producer when the client leaves.
+
+    The producer runs in its own task and hands chunks over through a queue. Whatever it produced
+    before it next waits (typically all the tokens of one upstream read) goes out in one write, so a
+    fast upstream does not cost a write per token, and a slow one still gets every token at once.
+    """
 
     def __init__(
         self, chunks: AsyncIterator[bytes], *, headers: dict[str, str] | None = None, keepalive: float = 15.0
@@ -35,47 +43,62 @@ class EventStreamResponse:
             (b"x-accel-buffering", b"no"),
             *((key.lower().encode(), value.encode()) for key, value in (headers or {}).items()),
         ]
-        self._last_sent = time.monotonic()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self._headers})
-        pump = asyncio.ensure_future(self._pump(send))
+        queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=4096)
+        producer = asyncio.ensure_future(self._produce(queue))
+        consumer = asyncio.ensure_future(self._consume(queue, send))
         watch = asyncio.ensure_future(self._watch(receive))
-        ping = asyncio.ensure_future(self._ping(send))
         try:
-            await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({consumer, watch}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (watch, ping):
-                task.cancel()
-            if not pump.done():
-                # The client hung up: cancelling the producer lets it store what it has and stop the model.
-                pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError, OSError):
-                await pump
-            for task in (watch, ping):
-                with contextlib.suppress(asyncio.CancelledError):
+            # Whichever ended first, the others go: a hang-up cancels the producer, which lets it store
+            # what it has and stop the model.
+            for task in (watch, consumer, producer):
+                if not task.done():
+                    task.cancel()
+            for task in (watch, consumer, producer):
+                with contextlib.suppress(asyncio.CancelledError, OSError):
                     await task
 
-    async def _pump(self, send: Send) -> None:
+    async def _produce(self, queue: asyncio.Queue[bytes]) -> None:
         try:
             async for chunk in self._chunks:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                self._last_sent = time.monotonic()
+                if chunk:
+                    await queue.put(chunk)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("an event stream failed")
         finally:
             aclose = getattr(self._chunks, "aclose", None)
             if aclose is not None:
                 await aclose()
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await queue.put(_END)
+
+    async def _consume(self, queue: asyncio.Queue[bytes], send: Send) -> None:
+        while True:
+            if queue.empty():
+                try:
+                    async with asyncio.timeout(self._keepalive):
+                        chunk = await queue.get()
+                except TimeoutError:
+                    await send({"type": "http.response.body", "body": PING, "more_body": True})
+                    continue
+            else:
+                chunk = queue.get_nowait()
+            parts = [chunk]
+            while chunk is not _END and not queue.empty():
+                chunk = queue.get_nowait()
+                parts.append(chunk)
+            body = b"".join(parts)
+            if body:
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+            if chunk is _END:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
 
     async def _watch(self, receive: Receive) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
-
-    async def _ping(self, send: Send) -> None:
-        while True:
-            idle = time.monotonic() - self._last_sent
-            if idle >= self._keepalive:
-                await send({"type": "http.response.body", "body": PING, "more_body": True})
-                self._last_sent = time.monotonic()
-                idle = 0.0
-            await asyncio.sleep(self._keepalive - idle)

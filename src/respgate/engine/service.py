@@ -66,8 +66,11 @@ class Prepared:
 class _Started:
     """A provider stream whose first delta has arrived: from here on, failures are reported in-stream."""
 
-    def __init__(self, deployment: Deployment, stream: AsyncIterator[Delta], first: Delta | None) -> None:
+    def __init__(
+        self, deployment: Deployment, call: ModelCall, stream: AsyncIterator[Delta], first: Delta | None
+    ) -> None:
         self.deployment = deployment
+        self.call = call
         self.stream = stream
         self.first = first
 
@@ -205,7 +208,7 @@ class ResponsesService:
                 raise
             self._router.record_success(deployment)
             log.info("response %s served by %s", prepared.response_id, deployment.label)
-            return _Started(deployment, stream, first)
+            return _Started(deployment, call, stream, first)
         error = last or unsupported
         assert error is not None
         raise error
@@ -241,7 +244,7 @@ class ResponsesService:
             yield batch
             return
         deployment = started.deployment
-        call = dataclasses.replace(prepared.call, model=deployment.name, upstream_model=deployment.entry.target)
+        call = started.call
         builder = self._builder(prepared, call, model=deployment.name)
         stream = started.stream
         first: Delta | None = started.first

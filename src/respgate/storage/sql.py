@@ -20,6 +20,7 @@ from respgate.config import ConfigError
 from respgate.protocol.errors import ServerError
 from respgate.storage.base import StoredResponse
 from respgate.storage.conversations import SqlConversationStore
+from respgate.storage.group_commit import GroupCommit, Write
 from respgate.storage.migrate import upgrade_to_head
 from respgate.storage.tables import response_events, responses
 
@@ -141,6 +142,7 @@ class SqlResponseStore:
         # (up to 100 ms) before retrying. Queueing this process's writers here hands the lock over
         # as soon as a commit ends; the busy timeout then only arbitrates between processes.
         self._write_lock: AbstractAsyncContextManager[Any] = nullcontext() if self._postgres else asyncio.Lock()
+        self._group = None if self._postgres else GroupCommit(self._commit_batch)
         by_id = (responses.c.id == bindparam("response_id"), responses.c.owner == bindparam("owner"))
         self._get_sql = _DriverQuery(engine, select(*_RESPONSE_COLUMNS).where(*by_id))
         self._events_sql = _DriverQuery(
@@ -221,6 +223,8 @@ class SqlResponseStore:
         return bool(counts[0])
 
     async def aclose(self) -> None:
+        if self._group is not None:
+            await self._group.aclose()
         await self._engine.dispose()
 
     async def _execute(
@@ -228,28 +232,27 @@ class SqlResponseStore:
     ) -> list[int]:
         """Run `statements` in one transaction on the driver; the row count of each.
 
-        With `conflict`, a first statement that touches no row aborts the transaction with that message.
-        Both writes are idempotent (an upsert, a delete), so one that met a connection the server had
-        closed is run again on a fresh pool.
+        With `conflict`, a first statement that touches no row aborts the write with that message.
+        On SQLite, concurrent writes share transactions (group commit). On PostgreSQL each write has
+        its own; both writes are idempotent (an upsert, a delete), so one that met a connection the
+        server had closed is run again on a fresh pool.
         """
-        async with self._write_lock, _database_errors(operation):
+        plain = [(query.sql, args) for query, args in statements]
+        if self._group is not None:
+            async with _database_errors(operation):
+                return await self._group.submit(Write(plain, conflict))
+        async with _database_errors(operation):
             for attempt in _ATTEMPTS:
                 async with self._engine.connect() as connection:
                     driver: Any = (await connection.get_raw_connection()).driver_connection
                     try:
                         counts: list[int] = []
-                        if self._postgres:
-                            async with driver.transaction():
-                                for query, args in statements:
-                                    tag = await driver.execute(query.sql, *args)
-                                    counts.append(int(tag.rsplit(" ", 1)[-1]))
-                                    _check_conflict(counts, conflict)
-                            return counts
-                        for query, args in statements:
-                            cursor = await driver.execute(query.sql, args)
-                            counts.append(cursor.rowcount)
-                            _check_conflict(counts, conflict)
-                        await driver.commit()
+                        async with driver.transaction():
+                            for sql, args in plain:
+                                tag = await driver.execute(sql, *args)
+                                counts.append(int(tag.rsplit(" ", 1)[-1]))
+                                if conflict is not None and counts == [0]:
+                                    raise ServerError(conflict, code="response_id_conflict")
                         return counts
                     except BaseException as exc:
                         await connection.invalidate(exc if isinstance(exc, Exception) else None)
@@ -257,6 +260,35 @@ class SqlResponseStore:
                             raise
                 await self._engine.dispose()
         raise AssertionError("unreachable")
+
+    async def _commit_batch(self, batch: list[Write]) -> None:
+        """One SQLite transaction for `batch`; a write whose first statement conflicts is skipped."""
+        results: list[tuple[Write, list[int] | BaseException]] = []
+        async with self._write_lock, self._engine.connect() as connection:
+            driver: Any = (await connection.get_raw_connection()).driver_connection
+            try:
+                for write in batch:
+                    counts: list[int] = []
+                    for sql, args in write.statements:
+                        cursor = await driver.execute(sql, args)
+                        counts.append(cursor.rowcount)
+                        if write.conflict is not None and counts == [0]:
+                            break
+                    if write.conflict is not None and counts == [0]:
+                        results.append((write, ServerError(write.conflict, code="response_id_conflict")))
+                    else:
+                        results.append((write, counts))
+                await driver.commit()
+            except BaseException as exc:
+                await connection.invalidate(exc if isinstance(exc, Exception) else None)
+                raise
+        for write, outcome in results:
+            if write.done.done():
+                continue
+            if isinstance(outcome, BaseException):
+                write.done.set_exception(outcome)
+            else:
+                write.done.set_result(outcome)
 
     async def _write(self, operation: str, work: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
         """Run `work` in a transaction through SQLAlchemy, queued with this store's other writers.
@@ -321,11 +353,6 @@ class _DriverQuery:
 
     def arguments(self, params: Mapping[str, Any]) -> list[Any]:
         return [params[name] for name in self._names]
-
-
-def _check_conflict(counts: list[int], conflict: str | None) -> None:
-    if conflict is not None and counts == [0]:
-        raise ServerError(conflict, code="response_id_conflict")
 
 
 def _chain_query(max_chain_length: int) -> Any:

@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 PING = b": ping\n\n"
 _END = b""
+_BATCH = 32
 
 
 def frame(events: Iterable[dict[str, Any]]) -> bytes:
@@ -28,8 +29,8 @@ class EventStreamResponse:
     """Streams `chunks`; sends `: ping` comments while idle; cancels the producer when the client leaves.
 
     The producer runs in its own task and hands chunks over through a queue. Whatever it produced
-    before it next waits (typically all the tokens of one upstream read) goes out in one write, so a
-    fast upstream does not cost a write per token, and a slow one still gets every token at once.
+    before it next waits (the tokens of one upstream read, at most a few dozen) goes out in one write,
+    so a fast upstream does not cost a write per token, and a slow one still gets every token at once.
     """
 
     def __init__(
@@ -63,10 +64,16 @@ class EventStreamResponse:
                     await task
 
     async def _produce(self, queue: asyncio.Queue[bytes]) -> None:
+        produced = 0
         try:
             async for chunk in self._chunks:
                 if chunk:
                     await queue.put(chunk)
+                    produced += 1
+                    # A fast upstream never makes the producer wait: step aside after the first chunk
+                    # (time to first event) and then every few, so the writer goes out in batches.
+                    if produced == 1 or produced % _BATCH == 0:
+                        await asyncio.sleep(0)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -167,6 +167,7 @@ class SSEEvent:
     data: str
 
 
+_READ_SIZE = 8192
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
@@ -225,7 +226,8 @@ class SSEStream:
 
     async def __anext__(self) -> SSEEvent:
         while not self._pending:
-            chunk = await self._content.readany()
+            # Bounded reads: a burst of buffered events is decoded a slice at a time, not all before the first.
+            chunk = await self._content.read(_READ_SIZE)
             if not chunk:
                 raise StopAsyncIteration
             self._pending = self._decoder.feed(chunk)

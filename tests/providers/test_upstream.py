@@ -129,3 +129,32 @@ async def test_in_stream_error_after_text_is_not_retryable(
 def test_registry_builds_the_scripted_provider() -> None:
     entry = ModelEntry(name="m", provider="scripted", script=[{"text": "hi"}])
     assert isinstance(build_provider(entry), ScriptedProvider)
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_sse_decoder_gives_the_same_events_however_the_stream_is_cut(newline: str) -> None:
+    """The LF fast path and the general parser agree, for every split point of the byte stream."""
+    lines = [
+        ": keep-alive",
+        "event: response.output_text.delta",
+        'data: {"delta":"héllo"}',
+        "",
+        "data: first line",
+        "data",
+        "data:second",
+        "",
+        "event: done",
+        "data: [DONE]",
+        "",
+        "",
+    ]
+    stream = newline.join(lines).encode()
+    expected = [
+        SSEEvent("response.output_text.delta", '{"delta":"héllo"}'),
+        SSEEvent("message", "first line\n\nsecond"),
+        SSEEvent("done", "[DONE]"),
+    ]
+    for cut in range(len(stream) + 1):
+        decoder = SSEDecoder()
+        events = decoder.feed(stream[:cut]) + decoder.feed(stream[cut:])
+        assert events == expected, (newline, cut)

@@ -110,8 +110,9 @@ class EventBuilder:
         # The padding hides each delta's length on the wire; only its length must be unpredictable, so
         # a generator seeded from the OS per response is enough (a CSPRNG per token cost ~10 µs).
         if self._obfuscate:
-            start = self._rng.randrange(32)
-            event["obfuscation"] = self._pad[start : start + 2 + self._rng.randrange(14)]
+            bits = self._rng.getrandbits(9)
+            start, length = bits >> 4, 2 + (bits & 15)
+            event["obfuscation"] = self._pad[start : start + length]
         return event
 
     def _snapshot(self) -> dict[str, Any]:

@@ -68,7 +68,10 @@ class EventStreamResponse:
         try:
             async for chunk in self._chunks:
                 if chunk:
-                    await queue.put(chunk)
+                    if queue.full():
+                        await queue.put(chunk)
+                    else:
+                        queue.put_nowait(chunk)
                     produced += 1
                     # A fast upstream never makes the producer wait: step aside after the first chunk
                     # (time to first event) and then every few, so the writer goes out in batches.

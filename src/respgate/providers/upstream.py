@@ -172,7 +172,11 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 class SSEDecoder:
-    """Incremental `text/event-stream` parser (WHATWG rules); no line-length limit."""
+    """Incremental `text/event-stream` parser (WHATWG rules); no line-length limit.
+
+    Streams that end lines with LF only (nearly all) take a bytes fast path that splits whole events
+    at once; the first CR switches the stream to the general line-by-line parser.
+    """
 
     def __init__(self) -> None:
         self._text = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -180,8 +184,15 @@ class SSEDecoder:
         self._event = ""
         self._data: list[str] = []
         self._after_cr = False
+        self._raw = b""
+        self._lf_only = True
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        if self._lf_only:
+            if b"\r" not in chunk:
+                return self._feed_lf(chunk)
+            self._lf_only = False
+            chunk, self._raw = self._raw + chunk, b""
         text = self._text.decode(chunk)
         if self._after_cr and text.startswith("\n"):
             # The previous chunk ended in CR and this LF completes that CRLF: not a new line.
@@ -195,6 +206,26 @@ class SSEDecoder:
             self._line(self._buffer[start : match.start()], events)
             start = match.end()
         self._buffer = self._buffer[start:]
+        return events
+
+    def _feed_lf(self, chunk: bytes) -> list[SSEEvent]:
+        *blocks, self._raw = (self._raw + chunk).split(b"\n\n")
+        events: list[SSEEvent] = []
+        for block in blocks:
+            name = b""
+            data: list[bytes] = []
+            for line in block.split(b"\n"):
+                if line.startswith(b"data:"):
+                    value = line[5:]
+                    data.append(value[1:] if value.startswith(b" ") else value)
+                elif line.startswith(b"event:"):
+                    value = line[6:]
+                    name = value[1:] if value.startswith(b" ") else value
+                elif line == b"data":
+                    data.append(b"")  # a field name alone has an empty value
+            if data:
+                text = b"\n".join(data).decode("utf-8", "replace")
+                events.append(SSEEvent(name.decode("utf-8", "replace") or "message", text))
         return events
 
     def _line(self, line: str, events: list[SSEEvent]) -> None:

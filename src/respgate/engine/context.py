@@ -11,14 +11,12 @@ from respgate.protocol.errors import InvalidRequest
 from respgate.protocol.ids import new_id
 from respgate.protocol.items import (
     AssistantPart,
-    FunctionCall,
     FunctionCallOutput,
     InputItem,
     InputPart,
     ItemReference,
     Message,
     OtherItem,
-    Reasoning,
 )
 from respgate.protocol.validation import to_invalid_request
 from respgate.storage.base import StoredResponse
@@ -28,6 +26,8 @@ _ASSISTANT_PART: TypeAdapter[Any] = TypeAdapter(AssistantPart)
 
 # The id prefix OpenAI expects of each item type sent back as input.
 _ID_PREFIX = {"message": "msg", "function_call": "fc", "reasoning": "rs"}
+# The prefix of the id given to an input item sent without one.
+_NEW_ID_PREFIX = {**_ID_PREFIX, "function_call_output": "fco"}
 
 
 def _parts(message: Message, index: int, param: str) -> list[dict[str, Any]]:
@@ -96,34 +96,19 @@ def normalize_input(raw_input: str | list[Any] | None, *, param: str = "input") 
 
 
 def _normalize_item(item: InputItem, index: int, param: str) -> dict[str, Any]:
-    match item:
-        case Message():
-            _check_prefix("message", item.id, index, param)
-            data = item.model_dump(exclude_none=True)
-            data["content"] = _parts(item, index, param)
-            data["id"] = item.id or new_id("msg")
-            data.setdefault("status", "completed")
-            return data
-        case FunctionCall():
-            _check_prefix("function_call", item.id, index, param)
-            data = item.model_dump(exclude_none=True)
-            data["id"] = item.id or new_id("fc")
-            return data
-        case FunctionCallOutput():
-            data = item.model_dump(exclude_none=True)
-            data["id"] = item.id or new_id("fco")
-            data.setdefault("status", "completed")
-            return data
-        case Reasoning():
-            _check_prefix("reasoning", item.id, index, param)
-            data = item.model_dump(exclude_none=True)
-            data["id"] = item.id or new_id("rs")
-            return data
-        case ItemReference():
-            return {"type": "item_reference", "id": item.id}
-        case OtherItem():
-            return item.model_dump(exclude_none=True)
-    raise AssertionError(f"unhandled input item {type(item).__name__}")
+    if isinstance(item, ItemReference):
+        return {"type": "item_reference", "id": item.id}
+    data = item.model_dump(exclude_none=True)
+    if isinstance(item, OtherItem):
+        return data
+    _check_prefix(item.type, item.id, index, param)
+    if isinstance(item, Message):
+        data["content"] = _parts(item, index, param)
+    data["id"] = item.id or new_id(_NEW_ID_PREFIX[item.type])
+    if isinstance(item, Message | FunctionCallOutput):
+        # Stored input items read back (input_items, conversations) with a status, as OpenAI's do.
+        data.setdefault("status", "completed")
+    return data
 
 
 def chain_items(chain: Iterable[StoredResponse]) -> list[dict[str, Any]]:

@@ -297,22 +297,23 @@ class SqlResponseStore:
         met a connection the server had closed is run again; conversation writes are keyed by item ids,
         so a repeat cannot append the same item twice.
         """
-        async with self._write_lock, _database_errors(operation):
-            for attempt in _ATTEMPTS:
-                try:
-                    async with self._engine.begin() as connection:
-                        return await work(connection)
-                except DBAPIError as exc:
-                    if not exc.connection_invalidated or attempt == _ATTEMPTS[-1]:
-                        raise
-        raise AssertionError("unreachable")
+        async with self._write_lock:
+            return await self._retrying(operation, self._engine.begin, work)
 
     async def _read(self, operation: str, work: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
         """Run `work` on a pooled connection through SQLAlchemy (the conversation store's reads)."""
+        return await self._retrying(operation, self._engine.connect, work)
+
+    async def _retrying(
+        self,
+        operation: str,
+        open_connection: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
+        work: Callable[[AsyncConnection], Awaitable[_T]],
+    ) -> _T:
         async with _database_errors(operation):
             for attempt in _ATTEMPTS:
                 try:
-                    async with self._engine.connect() as connection:
+                    async with open_connection() as connection:
                         return await work(connection)
                 except DBAPIError as exc:
                     if not exc.connection_invalidated or attempt == _ATTEMPTS[-1]:

@@ -44,6 +44,9 @@ class Settings(BaseModel):
     aliases: dict[str, str] = Field(default_factory=dict)
     fallbacks: dict[str, list[str]] = Field(default_factory=dict)
     default_model: str | None = None
+    # Hosted tool types the server cannot run (web_search, file_search, …): a 400 naming them, or
+    # left out of what the model sees (echoed, and named in the `x-respgate-omitted-tools` header).
+    unsupported_tools: Literal["reject", "omit"] = "reject"
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     keepalive_seconds: float = Field(default=15.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"

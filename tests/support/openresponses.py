@@ -38,6 +38,19 @@ EXTRA_EVENT_KEYS = {"response.function_call_arguments.done": frozenset({"name"})
 UNSENT_REQUIRED_RESPONSE_KEYS = frozenset({"presence_penalty", "frequency_penalty"})
 
 
+HOSTED_TOOL_TYPES = frozenset(
+    {
+        "web_search",
+        "web_search_preview",
+        "file_search",
+        "code_interpreter",
+        "image_generation",
+        "mcp",
+        "local_shell",
+    }
+)
+
+
 @cache
 def _document() -> dict[str, Any]:
     document: dict[str, Any] = json.loads((DATA / "openresponses-openapi.json").read_text(encoding="utf-8"))
@@ -48,6 +61,32 @@ def _document() -> dict[str, Any]:
     # request side takes an object, and the echo repeats it); an object is allowed here.
     json_format = document["components"]["schemas"]["JsonSchemaResponseFormat"]["properties"]
     json_format["schema"] = {"anyOf": [{"type": "object"}, {"type": "null"}]}
+    # The document knows function tools only. OpenAI echoes every tool of the request, so a response
+    # may also list a namespace of functions (checked here) or a hosted tool the client sent (which
+    # respgate echoes as sent when configured to omit such tools).
+    schemas = document["components"]["schemas"]
+    schemas["NamespaceTool"] = {
+        "type": "object",
+        "properties": {
+            "type": {"const": "namespace"},
+            "name": {"type": "string"},
+            "description": {"type": ["string", "null"]},
+            "tools": {"type": "array", "items": {"$ref": "#/components/schemas/FunctionTool"}},
+        },
+        "required": ["type", "name", "tools"],
+    }
+    schemas["EchoedHostedTool"] = {
+        "type": "object",
+        "properties": {"type": {"enum": sorted(HOSTED_TOOL_TYPES)}},
+        "required": ["type"],
+    }
+    schemas["Tool"] = {
+        "oneOf": [
+            {"$ref": "#/components/schemas/FunctionTool"},
+            {"$ref": "#/components/schemas/NamespaceTool"},
+            {"$ref": "#/components/schemas/EchoedHostedTool"},
+        ]
+    }
     return document
 
 

@@ -330,10 +330,15 @@ class EventBuilder:
         item_id, call_id = new_id("fc"), new_call_id()
         output_index = self._next_index
         self._next_index += 1
-        added = events.function_call_item(item_id, call_id, spec.name, arguments="", status="in_progress")
+        name, namespace = spec.wire_name, spec.namespace
+        added = events.function_call_item(
+            item_id, call_id, name, arguments="", status="in_progress", namespace=namespace
+        )
         self._emit(out, events.item_added(output_index, added))
         for chunk in pending.chunks or [arguments]:
             self._emit(out, self._noise(events.arguments_delta(item_id, output_index, chunk)))
-        self._emit(out, events.arguments_done(item_id, output_index, spec.name, arguments))
-        done = events.function_call_item(item_id, call_id, spec.name, arguments=arguments, status="completed")
+        self._emit(out, events.arguments_done(item_id, output_index, name, arguments))
+        done = events.function_call_item(
+            item_id, call_id, name, arguments=arguments, status="completed", namespace=namespace
+        )
         self._emit(out, events.item_done(output_index, done))

@@ -176,5 +176,14 @@ def _check_pairing(context: list[dict[str, Any]]) -> None:
 
 
 def for_model(context: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """What providers see: the context without bookkeeping fields they must not depend on."""
-    return [{key: value for key, value in item.items() if key != "status"} for item in context]
+    """What providers see: the context without bookkeeping fields they must not depend on.
+
+    A call to a function of a namespace tool is named as the model knows it, `<namespace>__<name>`.
+    """
+    shown = []
+    for item in context:
+        copy = {key: value for key, value in item.items() if key not in ("status", "namespace")}
+        if item.get("type") == "function_call" and item.get("namespace"):
+            copy["name"] = f"{item['namespace']}__{item['name']}"
+        shown.append(copy)
+    return shown

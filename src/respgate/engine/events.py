@@ -103,8 +103,10 @@ def reasoning_item(item_id: str, parts: list[dict[str, Any]], encrypted_content:
     return item
 
 
-def function_call_item(item_id: str, call_id: str, name: str, *, arguments: str, status: str) -> dict[str, Any]:
-    return {
+def function_call_item(
+    item_id: str, call_id: str, name: str, *, arguments: str, status: str, namespace: str | None = None
+) -> dict[str, Any]:
+    item = {
         "id": item_id,
         "type": "function_call",
         "call_id": call_id,
@@ -112,6 +114,9 @@ def function_call_item(item_id: str, call_id: str, name: str, *, arguments: str,
         "status": status,
         "arguments": arguments,
     }
+    if namespace is not None:
+        item["namespace"] = namespace
+    return item
 
 
 def arguments_delta(item_id: str, output_index: int, chunk: str) -> Event:

@@ -104,11 +104,13 @@ class ResponsesService:
         conversations: ConversationStore,
         router: Router,
         regenerate_once: bool = True,
+        omit_unsupported_tools: bool = False,
     ) -> None:
         self._store = store
         self._conversations = conversations
         self._router = router
         self._regenerate_once = regenerate_once
+        self._omit_unsupported_tools = omit_unsupported_tools
 
     async def prepare(self, body: Any, *, owner: str) -> Prepared:
         """Everything that can fail before a model is asked: a failure here is a plain HTTP error."""
@@ -117,7 +119,7 @@ class ResponsesService:
         request = parse_model(CreateResponse, body)
         _check_combinations(request)
         model = self._router.canonical(request.model)
-        tools = resolve_tools(request)
+        tools = resolve_tools(request, omit_unsupported=self._omit_unsupported_tools)
         text_format = resolve_text_format(request)
         new_items = normalize_input(request.input)
         history: list[dict[str, Any]] = []

@@ -17,6 +17,7 @@ from respgate.protocol.request import (
     FormatJsonObject,
     FormatJsonSchema,
     FunctionTool,
+    NamespaceTool,
     ToolChoiceAllowed,
     ToolChoiceFunction,
 )
@@ -84,11 +85,14 @@ class ResolvedTools:
     echo: list[dict[str, Any]]
     mode: ToolMode
     allowed: frozenset[str] | None
+    omitted: list[str]
 
 
-def _function_spec(tool: FunctionTool, index: int) -> tuple[FunctionSpec, dict[str, Any]]:
+def _function_spec(
+    tool: FunctionTool, where: str, namespace: str | None = None
+) -> tuple[FunctionSpec, dict[str, Any]]:
     parameters = tool.parameters if tool.parameters is not None else dict(_EMPTY_OBJECT)
-    param = f"tools[{index}].parameters"
+    param = f"{where}.parameters"
     _check_schema(parameters, what=f"function '{tool.name}'", param=param)
     problem = strict_violation(_closed(parameters))
     if tool.strict:
@@ -101,34 +105,59 @@ def _function_spec(tool: FunctionTool, index: int) -> tuple[FunctionSpec, dict[s
     else:
         strict = False
     model_schema = _closed(parameters) if strict else copy.deepcopy(parameters)
-    spec = FunctionSpec(name=tool.name, description=tool.description, parameters=model_schema, strict=strict)
+    spec = FunctionSpec(
+        name=f"{namespace}__{tool.name}" if namespace else tool.name,
+        description=tool.description,
+        parameters=model_schema,
+        strict=strict,
+        namespace=namespace,
+        function=tool.name if namespace else None,
+    )
     echo = tool.model_dump(exclude_none=False)
     echo.update(parameters=parameters, strict=strict, description=tool.description)
     return spec, echo
 
 
-def resolve_tools(request: CreateResponse) -> ResolvedTools:
-    """Validate `tools` and `tool_choice`; every tool type the server cannot run is a 400 naming it."""
+def resolve_tools(request: CreateResponse, *, omit_unsupported: bool = False) -> ResolvedTools:
+    """Validate `tools` and `tool_choice`.
+
+    A tool type the server cannot run is a 400 naming it, unless the server is configured to omit
+    such tools (`unsupported_tools: omit`): then the model does not see them, they are echoed as sent,
+    and their types are reported back (the `x-respgate-omitted-tools` header).
+    """
     specs: list[FunctionSpec] = []
     echo: list[dict[str, Any]] = []
+    omitted: list[str] = []
     seen: set[str] = set()
-    for index, tool in enumerate(request.tools):
-        if not isinstance(tool, FunctionTool):
+
+    def add(tool: FunctionTool, where: str, namespace: str | None = None) -> None:
+        spec, shown = _function_spec(tool, where, namespace)
+        if spec.name in seen:
             raise InvalidRequest(
-                f"Tool type '{tool.type}' is not supported by this server; only 'function' tools are.",
+                f"Duplicate tool name '{spec.name}' in tools.", param=f"{where}.name", code="invalid_value"
+            )
+        seen.add(spec.name)
+        specs.append(spec)
+        if namespace is None:
+            echo.append(shown)
+
+    for index, tool in enumerate(request.tools):
+        if isinstance(tool, FunctionTool):
+            add(tool, f"tools[{index}]")
+        elif isinstance(tool, NamespaceTool):
+            for position, inner in enumerate(tool.tools):
+                add(inner, f"tools[{index}].tools[{position}]", tool.name)
+            echo.append(tool.model_dump(exclude_none=False))
+        elif omit_unsupported:
+            omitted.append(tool.type)
+            echo.append(tool.model_dump(exclude_none=False))
+        else:
+            raise InvalidRequest(
+                f"Tool type '{tool.type}' is not supported by this server; only 'function' and 'namespace' "
+                "tools are (a server configured with `unsupported_tools: omit` leaves such tools out).",
                 param=f"tools[{index}].type",
                 code="unsupported_tool",
             )
-        if tool.name in seen:
-            raise InvalidRequest(
-                f"Duplicate tool name '{tool.name}' in tools.",
-                param=f"tools[{index}].name",
-                code="invalid_value",
-            )
-        seen.add(tool.name)
-        spec, shown = _function_spec(tool, index)
-        specs.append(spec)
-        echo.append(shown)
 
     choice = request.tool_choice
     mode: ToolMode
@@ -161,7 +190,7 @@ def resolve_tools(request: CreateResponse) -> ResolvedTools:
             param="tool_choice.type",
             code="unsupported_tool",
         )
-    return ResolvedTools(specs=specs, echo=echo, mode=mode, allowed=allowed)
+    return ResolvedTools(specs=specs, echo=echo, mode=mode, allowed=allowed, omitted=omitted)
 
 
 def resolve_text_format(request: CreateResponse) -> dict[str, Any] | None:

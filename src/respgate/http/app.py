@@ -79,7 +79,12 @@ class Gateway:
                 await managed.aclose()
             await opened_store.aclose()
             raise
-        service = ResponsesService(store=opened_store, conversations=conversations, router=router)
+        service = ResponsesService(
+            store=opened_store,
+            conversations=conversations,
+            router=router,
+            omit_unsupported_tools=settings.unsupported_tools == "omit",
+        )
         return cls(
             settings=settings,
             store=opened_store,

@@ -16,8 +16,8 @@ from respgate.protocol.errors import APIError, server_error_body
 log = logging.getLogger(__name__)
 
 
-def json_response(body: object, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+def json_response(body: object, status: int = 200, *, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
 def error_response(error: APIError) -> Response:

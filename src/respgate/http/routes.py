@@ -62,20 +62,23 @@ class Routes:
     async def create(self, request: Request) -> Response | EventStreamResponse:
         owner = self._owner(request)
         prepared = await self._service.prepare(await self._json_body(request), owner=owner)
+        headers = {"x-respgate-omitted-tools": ",".join(prepared.tools.omitted)} if prepared.tools.omitted else {}
         if prepared.background:
             queued, job = await self._jobs.submit(prepared)
             if prepared.stream:
                 # Hanging up stops following, not the work: it can be resumed with GET ?stream=true.
-                return EventStreamResponse(_framed_batches(job.follow()), keepalive=self._keepalive)
-            return json_response(queued)
+                return EventStreamResponse(
+                    _framed_batches(job.follow()), headers=headers, keepalive=self._keepalive
+                )
+            return json_response(queued, headers=headers)
         batches = self._service.run(prepared)
         if prepared.stream:
             # The first batch (response.created) is awaited here, so errors before the model answers
             # are still plain HTTP errors with their own status.
             first = await anext(batches)
-            return EventStreamResponse(_framed(first, batches), keepalive=self._keepalive)
+            return EventStreamResponse(_framed(first, batches), headers=headers, keepalive=self._keepalive)
         final = await _final(prepared, batches)
-        return json_response(final)
+        return json_response(final, headers=headers)
 
     async def input_tokens(self, request: Request) -> Response:
         owner = self._owner(request)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from respgate.protocol.items import InputItem
 
@@ -25,6 +25,15 @@ class FunctionTool(_Open):
     strict: bool | None = None
 
 
+class NamespaceTool(_Open):
+    """Function tools grouped under a name (Codex sends these); a call names its `namespace`."""
+
+    type: Literal["namespace"]
+    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
+    description: str | None = None
+    tools: list[FunctionTool]
+
+
 class OtherTool(_Open):
     """A tool type this server does not execute; rejected by the engine with a 400 naming it."""
 
@@ -33,13 +42,13 @@ class OtherTool(_Open):
 
 def _tool_tag(value: Any) -> str:
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return "function" if kind == "function" else "other"
+    return kind if kind in ("function", "namespace") else "other"
 
-
-from pydantic import Discriminator, Tag  # noqa: E402
 
 Tool = Annotated[
-    Annotated[FunctionTool, Tag("function")] | Annotated[OtherTool, Tag("other")],
+    Annotated[FunctionTool, Tag("function")]
+    | Annotated[NamespaceTool, Tag("namespace")]
+    | Annotated[OtherTool, Tag("other")],
     Discriminator(_tool_tag),
 ]
 

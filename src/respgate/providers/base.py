@@ -18,6 +18,15 @@ class FunctionSpec:
     description: str | None
     parameters: dict[str, Any]
     strict: bool
+    # A function of a `namespace` tool: `name` is then the unique name the model sees
+    # (`<namespace>__<function>`), and a call goes back to the client as `function` in `namespace`.
+    namespace: str | None = None
+    function: str | None = None
+
+    @property
+    def wire_name(self) -> str:
+        """The function's own name, as the client declared it."""
+        return self.function or self.name
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 import orjson
-from sqlalchemy import bindparam, event, literal_column, select
+from sqlalchemy import bindparam, event, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
@@ -22,6 +22,7 @@ from respgate.storage.base import StoredResponse
 from respgate.storage.conversations import SqlConversationStore
 from respgate.storage.group_commit import GroupCommit, Write
 from respgate.storage.migrate import upgrade_to_head
+from respgate.storage.queries import RESPONSE_COLUMNS, DriverQuery, chain_query, record_from_row
 from respgate.storage.tables import response_events, responses
 
 # Plain scheme (or sync driver) -> the async driver this store runs on.
@@ -46,16 +47,6 @@ _CONNECTION_LOST = (
     asyncpg.CannotConnectNowError,
     asyncpg.InterfaceError,
     OSError,
-)
-
-_RESPONSE_COLUMNS = (
-    responses.c.id,
-    responses.c.owner,
-    responses.c.created_at,
-    responses.c.status,
-    responses.c.previous_response_id,
-    responses.c.response,
-    responses.c.input_items,
 )
 
 
@@ -144,21 +135,21 @@ class SqlResponseStore:
         self._write_lock: AbstractAsyncContextManager[Any] = nullcontext() if self._postgres else asyncio.Lock()
         self._group = None if self._postgres else GroupCommit(self._commit_batch)
         by_id = (responses.c.id == bindparam("response_id"), responses.c.owner == bindparam("owner"))
-        self._get_sql = _DriverQuery(engine, select(*_RESPONSE_COLUMNS).where(*by_id))
-        self._events_sql = _DriverQuery(
+        self._get_sql = DriverQuery(engine, select(*RESPONSE_COLUMNS).where(*by_id))
+        self._events_sql = DriverQuery(
             engine,
             select(response_events.c.events)
             .join(responses, responses.c.id == response_events.c.response_id)
             .where(*by_id),
         )
-        self._chain_sql = _DriverQuery(engine, _chain_query(max_chain_length))
+        self._chain_sql = DriverQuery(engine, chain_query(max_chain_length))
         self.conversations = SqlConversationStore(read=self._read, write=self._write)
-        self._upsert_sql = _DriverQuery(engine, self._upsert_statement())
-        self._events_upsert_sql = _DriverQuery(engine, self._events_upsert_statement())
-        self._delete_sql = _DriverQuery(engine, responses.delete().where(*by_id))
+        self._upsert_sql = DriverQuery(engine, self._upsert_statement())
+        self._events_upsert_sql = DriverQuery(engine, self._events_upsert_statement())
+        self._delete_sql = DriverQuery(engine, responses.delete().where(*by_id))
 
     def _upsert_statement(self) -> Any:
-        columns = [column.name for column in _RESPONSE_COLUMNS]
+        columns = [column.name for column in RESPONSE_COLUMNS]
         upsert = self._insert(responses).values({name: bindparam(name) for name in columns})
         return upsert.on_conflict_do_update(
             index_elements=[responses.c.id],
@@ -196,7 +187,7 @@ class SqlResponseStore:
 
     async def get(self, response_id: str, owner: str) -> StoredResponse | None:
         rows = await self._fetch(self._get_sql, response_id=response_id, owner=owner)
-        return _record(rows[0]) if rows else None
+        return record_from_row(rows[0]) if rows else None
 
     async def chain(self, response_id: str, owner: str) -> list[StoredResponse]:
         """`response_id` and its ancestors, oldest first; [] if unknown.
@@ -206,7 +197,7 @@ class SqlResponseStore:
         tell it is incomplete when the first record still has a `previous_response_id`.
         """
         rows = await self._fetch(self._chain_sql, response_id=response_id, owner=owner)
-        return [_record(row) for row in rows]
+        return [record_from_row(row) for row in rows]
 
     async def events(self, response_id: str, owner: str) -> list[dict[str, Any]] | None:
         """The stored events in order; None if the response is unknown or was saved without events."""
@@ -228,7 +219,7 @@ class SqlResponseStore:
         await self._engine.dispose()
 
     async def _execute(
-        self, operation: str, statements: list[tuple[_DriverQuery, list[Any]]], *, conflict: str | None = None
+        self, operation: str, statements: list[tuple[DriverQuery, list[Any]]], *, conflict: str | None = None
     ) -> list[int]:
         """Run `statements` in one transaction on the driver; the row count of each.
 
@@ -320,7 +311,7 @@ class SqlResponseStore:
                         raise
         raise AssertionError("unreachable")
 
-    async def _fetch(self, query: _DriverQuery, **params: str) -> Sequence[Sequence[Any]]:
+    async def _fetch(self, query: DriverQuery, **params: str) -> Sequence[Sequence[Any]]:
         args = query.arguments(params)
         async with _database_errors("read"):
             for attempt in _ATTEMPTS:
@@ -342,52 +333,6 @@ class SqlResponseStore:
                 # too (a restart, a failover): start a fresh pool, then read again.
                 await self._engine.dispose()
         raise AssertionError("unreachable")
-
-
-class _DriverQuery:
-    """A statement compiled once for the engine's dialect, with its positional parameter order."""
-
-    def __init__(self, engine: AsyncEngine, statement: Any) -> None:
-        compiled = statement.compile(dialect=engine.dialect)
-        self.sql = str(compiled)
-        self._names = tuple(compiled.positiontup or ())
-
-    def arguments(self, params: Mapping[str, Any]) -> list[Any]:
-        return [params[name] for name in self._names]
-
-
-def _chain_query(max_chain_length: int) -> Any:
-    # One recursive query walks child -> parent by primary key; `depth` orders the result oldest
-    # first and caps the walk, so a (corrupt) cycle of previous_response_id cannot loop forever.
-    start = (
-        select(*_RESPONSE_COLUMNS, literal_column("0").label("depth"))
-        .where(responses.c.id == bindparam("response_id"), responses.c.owner == bindparam("owner"))
-        .cte("chain", recursive=True)
-    )
-    parent = responses.alias("parent")
-    walk = start.union_all(
-        select(
-            *(parent.c[column.name] for column in _RESPONSE_COLUMNS), start.c.depth + literal_column("1")
-        ).where(
-            parent.c.id == start.c.previous_response_id,
-            parent.c.owner == bindparam("owner"),
-            start.c.depth < literal_column(str(int(max_chain_length) - 1)),
-        )
-    )
-    return select(*(walk.c[column.name] for column in _RESPONSE_COLUMNS)).order_by(walk.c.depth.desc())
-
-
-def _record(row: Sequence[Any]) -> StoredResponse:
-    # Positions follow _RESPONSE_COLUMNS.
-    return StoredResponse(
-        id=row[0],
-        owner=row[1],
-        created_at=row[2],
-        status=row[3],
-        previous_response_id=row[4],
-        response=orjson.loads(row[5]),
-        input_items=orjson.loads(row[6]),
-    )
 
 
 def _dumps(value: Any) -> str:

@@ -187,9 +187,7 @@ class EventBuilder:
     def fail(self, error: APIError) -> list[Event]:
         """End with `response.failed`: open items are closed as incomplete, unreleased calls dropped."""
         out: list[Event] = []
-        self._close_open(out, status="incomplete")
-        self._pending.clear()
-        response = self._terminal_response()
+        response = self._abandon(out)
         code = error.code if error.code in _RESPONSE_ERROR_CODES else "server_error"
         response.update(status="failed", error={"code": code, "message": error.message})
         self.final = response
@@ -209,9 +207,7 @@ class EventBuilder:
         terminal event included, so that a `GET ?stream=true` replay is a whole stream.
         """
         sink: list[Event] = []
-        self._close_open(sink, status="incomplete")
-        self._pending.clear()
-        response = self._terminal_response()
+        response = self._abandon(sink)
         response.update(status="incomplete", incomplete_details={"reason": reason})
         self.final = response
         self._emit(sink, events.lifecycle("incomplete", response))
@@ -224,10 +220,14 @@ class EventBuilder:
         the stream end, and the stored response says `cancelled`.
         """
         out: list[Event] = []
+        self.final = {**self._abandon(out), "status": "cancelled", "usage": None}
+        return out
+
+    def _abandon(self, out: list[Event]) -> dict[str, Any]:
+        """Stop where the answer stands: open items closed as incomplete, unreleased calls dropped."""
         self._close_open(out, status="incomplete")
         self._pending.clear()
-        self.final = {**self._terminal_response(), "status": "cancelled", "usage": None}
-        return out
+        return self._terminal_response()
 
     def _text_so_far(self) -> str:
         texts = list(self._message_texts)

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from respgate.engine.background import BackgroundJobs
 from respgate.engine.events import Event
 from respgate.engine.router import Router
-from respgate.engine.service import Prepared, ResponsesService
+from respgate.engine.service import ResponsesService
 from respgate.engine.tokens import InputTokenCounter
 from respgate.http.auth import KeyChecker
 from respgate.http.errors import json_response
@@ -77,7 +77,7 @@ class Routes:
             # are still plain HTTP errors with their own status.
             first = await anext(batches)
             return EventStreamResponse(_framed(first, batches), headers=headers, keepalive=self._keepalive)
-        final = await _final(prepared, batches)
+        final = await _final(batches)
         return json_response(final, headers=headers)
 
     async def input_tokens(self, request: Request) -> Response:
@@ -181,7 +181,7 @@ def _model(name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": _STARTED, "owned_by": "respgate"}
 
 
-async def _final(prepared: Prepared, batches: AsyncIterator[list[Event]]) -> dict[str, Any]:
+async def _final(batches: AsyncIterator[list[Event]]) -> dict[str, Any]:
     last: list[Event] = []
     async for batch in batches:
         last = batch

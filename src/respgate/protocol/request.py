@@ -157,20 +157,6 @@ Includable = Literal[
     "message.output_text.logprobs",
 ]
 
-# Newer fields that real clients send and that do not change the answer of a self-hosted model.
-IGNORED_FIELDS = frozenset(
-    {
-        "access_programs",
-        "background_options",
-        "context_management",
-        "image",
-        "moderation",
-        "prompt_cache_options",
-        "client_metadata",
-        "personality",
-    }
-)
-
 
 class CreateResponse(_Strict):
     model: str
@@ -203,7 +189,8 @@ class CreateResponse(_Strict):
     service_tier: Literal["auto", "default", "flex", "scale", "priority", "fast", "ultrafast"] | None = None
     prompt: dict[str, Any] | None = None
 
-    # Accepted and ignored (see IGNORED_FIELDS); typed loosely on purpose.
+    # Newer fields real clients send that do not change the answer of a self-hosted model:
+    # accepted and ignored (the README lists them); typed loosely on purpose.
     access_programs: Any = None
     background_options: Any = None
     context_management: Any = None

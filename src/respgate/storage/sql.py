@@ -232,25 +232,18 @@ class SqlResponseStore:
         if self._group is not None:
             async with _database_errors(operation):
                 return await self._group.submit(Write(plain, conflict))
-        async with _database_errors(operation):
-            for attempt in _ATTEMPTS:
-                async with self._engine.connect() as connection:
-                    driver: Any = (await connection.get_raw_connection()).driver_connection
-                    try:
-                        counts: list[int] = []
-                        async with driver.transaction():
-                            for sql, args in plain:
-                                tag = await driver.execute(sql, *args)
-                                counts.append(int(tag.rsplit(" ", 1)[-1]))
-                                if conflict is not None and counts == [0]:
-                                    raise ServerError(conflict, code="response_id_conflict")
-                        return counts
-                    except BaseException as exc:
-                        await connection.invalidate(exc if isinstance(exc, Exception) else None)
-                        if not isinstance(exc, _CONNECTION_LOST) or attempt == _ATTEMPTS[-1]:
-                            raise
-                await self._engine.dispose()
-        raise AssertionError("unreachable")
+
+        async def run(driver: Any) -> list[int]:
+            counts: list[int] = []
+            async with driver.transaction():
+                for sql, args in plain:
+                    tag = await driver.execute(sql, *args)
+                    counts.append(int(tag.rsplit(" ", 1)[-1]))
+                    if conflict is not None and counts == [0]:
+                        raise ServerError(conflict, code="response_id_conflict")
+            return counts
+
+        return await self._on_driver(operation, run)
 
     async def _commit_batch(self, batch: list[Write]) -> None:
         """One SQLite transaction for `batch`; a write whose first statement conflicts is skipped."""
@@ -313,16 +306,27 @@ class SqlResponseStore:
 
     async def _fetch(self, query: DriverQuery, **params: str) -> Sequence[Sequence[Any]]:
         args = query.arguments(params)
-        async with _database_errors("read"):
+
+        async def run(driver: Any) -> Sequence[Sequence[Any]]:
+            if self._postgres:
+                rows: Sequence[Sequence[Any]] = await driver.fetch(query.sql, *args)
+                return rows
+            rows = await driver.execute_fetchall(query.sql, args)
+            return rows
+
+        return await self._on_driver("read", run)
+
+    async def _on_driver(self, operation: str, work: Callable[[Any], Awaitable[_T]]) -> _T:
+        """Run `work` on a pooled connection's driver; once more on a fresh pool if the server had closed it.
+
+        Only reads and idempotent writes (an upsert, a delete) come through here, so a repeat is safe.
+        """
+        async with _database_errors(operation):
             for attempt in _ATTEMPTS:
                 async with self._engine.connect() as connection:
                     driver: Any = (await connection.get_raw_connection()).driver_connection
                     try:
-                        if self._postgres:
-                            rows: Sequence[Sequence[Any]] = await driver.fetch(query.sql, *args)
-                        else:
-                            rows = await driver.execute_fetchall(query.sql, args)
-                        return rows
+                        return await work(driver)
                     except BaseException as exc:
                         # SQLAlchemy does not see errors raised by the driver directly: after one
                         # (or a cancellation mid-query) the connection must not go back to the pool.
@@ -330,7 +334,7 @@ class SqlResponseStore:
                         if not isinstance(exc, _CONNECTION_LOST) or attempt == _ATTEMPTS[-1]:
                             raise
                 # The server closed this connection, so it most likely closed its pooled siblings
-                # too (a restart, a failover): start a fresh pool, then read again.
+                # too (a restart, a failover): start a fresh pool, then try again.
                 await self._engine.dispose()
         raise AssertionError("unreachable")
 

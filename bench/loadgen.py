@@ -53,6 +53,8 @@ class Stats:
     ttfb: list[float] = field(default_factory=list)
     lags: list[float] = field(default_factory=list)
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
+    # Latency of each error by its kind: a refusal (`status_503`) that comes at once is not a timeout.
+    error_latencies: dict[str, list[float]] = field(default_factory=lambda: collections.defaultdict(list))
     completed: int = 0
     body_bytes: int = 0
 
@@ -187,6 +189,7 @@ class Generator:
             self.inflight.discard(req)
             if self._counted(req):
                 self.stats.errors[kind] += 1
+                self.stats.error_latencies[kind].append(time.perf_counter() - req.issued)
 
     def release(self, conn: Conn) -> None:
         if self.queue:
@@ -279,6 +282,7 @@ class Generator:
             "completed": s.completed,
             "errors": nerr,
             "error_kinds": dict(s.errors),
+            "error_latency_ms": {kind: pct_ms(values) for kind, values in s.error_latencies.items()},
             "error_rate": nerr / measured if measured else 0.0,
             "achieved_rate": s.completed / self.duration if self.duration else 0.0,
             "max_conns_used": len(self.open),

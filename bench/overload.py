@@ -49,6 +49,14 @@ def _rows() -> dict[str, int]:
     return {status: int(n) for status, n in (line.split("|") for line in out.splitlines() if line)}
 
 
+def _listen_overflows() -> int:
+    """Connections the kernel refused because a listen queue was full (machine-wide: other processes count too)."""
+    lines = [
+        line.split() for line in Path("/proc/net/netstat").read_text().splitlines() if line.startswith("TcpExt:")
+    ]
+    return int(dict(zip(lines[0], lines[1], strict=True)).get("ListenOverflows", 0)) if len(lines) >= 2 else 0
+
+
 def _setting(text: str) -> tuple[list[str], Any]:
     key, _, value = text.partition("=")
     return key.split("."), yaml.safe_load(value)
@@ -143,7 +151,7 @@ def _print(summary: dict[str, Any], label: str) -> None:
         f"rows stored {summary['rows_stored']} {summary['rows_by_status']} vs 2xx answers {summary['served_2xx']}: "
         f"{summary['rows_without_answer']} rows nobody received",
         f"server CPU {summary['server_cpu_s']} s ({summary['server_cpu_per_offered_ms']} ms per offered request); "
-        f"load average {summary['loadavg']}",
+        f"load average {summary['loadavg']}; listen-queue overflows (machine-wide) {summary['listen_overflows']}",
     ]
     print("\n".join(out), file=sys.stderr, flush=True)
 
@@ -173,6 +181,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 before_rows = sum(_rows().values())
                 loadavg_before = os.getloadavg()
                 cpu0 = svc.cpu_seconds()
+                overflows = _listen_overflows()
                 load = procs.load(
                     url,
                     body,
@@ -182,6 +191,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     timeout=args.timeout,
                     max_conns=args.max_conns,
                 )
+                overflows = _listen_overflows() - overflows
                 drain = _wait_idle(svc)
                 cpu = svc.cpu_seconds() - cpu0
                 rss = svc.rss_mib()
@@ -193,6 +203,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         _psql(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
     summary = _summary(load, rows, cpu, args)
     summary["server_busy_after_run_s"] = round(drain, 1)
+    summary["listen_overflows"] = overflows
     summary["server_rss_mib"] = round(rss, 1)
     summary["loadavg"] = [round(x, 2) for x in (*loadavg_before, *os.getloadavg())]
     summary["loadavg_note"] = "1/5/15-minute load average before the run, then after it"

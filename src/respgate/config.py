@@ -35,6 +35,33 @@ class ModelEntry(BaseModel):
         return self.upstream_model or self.name
 
 
+class OverloadSettings(BaseModel):
+    """What one server process takes on at once; past a cap a request is refused at once (503, Retry-After).
+
+    A refusal costs well under a millisecond and the client retries it; queueing instead lets every
+    request wait until its client gives up, while the work for it still runs.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Foreground responses (streamed or not) being generated in this process. Background responses do
+    # not count: they have their own queue.
+    max_generations: int = Field(default=256, ge=1)
+    # Store operations in this process that are waiting for a connection (or the SQLite group commit)
+    # or running: past this, new responses are refused until the database catches up.
+    max_store_queue: int = Field(default=64, ge=1)
+    # How late the event loop may run (seconds) before new responses are refused: a loop that is
+    # behind has more requests than CPU, and everything it admits waits for everything before it.
+    max_loop_lag_seconds: float = Field(default=0.1, gt=0)
+    # Sent as `Retry-After` (whole seconds, rounded up) and `retry-after-ms`, which the OpenAI SDKs honour.
+    retry_after_seconds: float = Field(default=1.0, gt=0, le=60)
+    # This process's database connections: a fixed pool, since connections opened past it are closed
+    # again on return, and PostgreSQL forks a backend for each one.
+    store_pool_size: int = Field(default=10, ge=1)
+    # How long a store operation waits for a connection before it fails.
+    store_pool_timeout_seconds: float = Field(default=10.0, gt=0)
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -50,6 +77,7 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     keepalive_seconds: float = Field(default=15.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    overload: OverloadSettings = Field(default_factory=OverloadSettings)
 
     @model_validator(mode="after")
     def _default_model_is_configured(self) -> Settings:

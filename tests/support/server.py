@@ -30,6 +30,7 @@ class LiveServer:
         self._server: uvicorn.Server | None = None
         self._thread = threading.Thread(target=self._run, name=f"respgate-{self.port}", daemon=True)
         self._failure: BaseException | None = None
+        self.gateway: Gateway | None = None
 
     def _run(self) -> None:
         try:
@@ -38,7 +39,7 @@ class LiveServer:
             self._failure = exc
 
     async def _serve(self) -> None:
-        gateway = await Gateway.open(self._settings, build_provider=build_provider)
+        gateway = self.gateway = await Gateway.open(self._settings, build_provider=build_provider)
         app = create_app(gateway, manage=True)
         config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
         self._server = uvicorn.Server(config)

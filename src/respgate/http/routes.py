@@ -9,6 +9,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from respgate.engine.admission import Admission
 from respgate.engine.background import BackgroundJobs
 from respgate.engine.events import Event
 from respgate.engine.router import Router
@@ -41,10 +42,12 @@ class Routes:
         store: ResponseStore,
         router: Router,
         keys: KeyChecker,
+        admission: Admission,
         max_body_bytes: int,
         keepalive_seconds: float,
     ) -> None:
         self._service = service
+        self._admission = admission
         self._counter = counter
         self._jobs = jobs
         self._store = store
@@ -61,6 +64,8 @@ class Routes:
 
     async def create(self, request: Request) -> Response | EventStreamResponse:
         owner = self._owner(request)
+        # Before the body is read: a store that is behind refuses new work of any kind.
+        self._admission.check_store()
         prepared = await self._service.prepare(await self._json_body(request), owner=owner)
         headers = {"x-respgate-omitted-tools": ",".join(prepared.tools.omitted)} if prepared.tools.omitted else {}
         if prepared.background:
@@ -71,13 +76,20 @@ class Routes:
                     _framed_batches(job.follow()), headers=headers, keepalive=self._keepalive
                 )
             return json_response(queued, headers=headers)
-        batches = self._service.run(prepared)
+        slot = self._admission.admit()
+        batches = slot.hold(self._service.run(prepared))
+        try:
+            if prepared.stream:
+                # The first batch (response.created) is awaited here, so errors before the model answers
+                # are still plain HTTP errors with their own status.
+                first = await anext(batches)
+            else:
+                final = await _final(batches)
+        except BaseException:
+            slot.release()
+            raise
         if prepared.stream:
-            # The first batch (response.created) is awaited here, so errors before the model answers
-            # are still plain HTTP errors with their own status.
-            first = await anext(batches)
             return EventStreamResponse(_framed(first, batches), headers=headers, keepalive=self._keepalive)
-        final = await _final(batches)
         return json_response(final, headers=headers)
 
     async def input_tokens(self, request: Request) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -26,6 +27,10 @@ class APIError(Exception):
                 "code": self.code,
             }
         }
+
+    def headers(self) -> dict[str, str]:
+        """HTTP headers that go with this error's answer."""
+        return {}
 
 
 class InvalidRequest(APIError):
@@ -56,6 +61,28 @@ class RateLimited(APIError):
 class ServerError(APIError):
     status_code = 500
     error_type = "server_error"
+
+
+class Overloaded(APIError):
+    """This server process is at one of its capacity limits: the same request may succeed after `retry_after` s.
+
+    503, as OpenAI answers when its own servers are overloaded; 429 would tell the client that its key
+    is over a quota, which it is not. The SDKs retry both and honour `retry-after-ms` and `Retry-After`;
+    a proxy in front can pass a 503 on to another replica.
+    """
+
+    status_code = 503
+    error_type = "server_error"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message, code="server_overloaded")
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "retry-after": str(max(1, math.ceil(self.retry_after))),
+            "retry-after-ms": str(max(1, round(self.retry_after * 1000))),
+        }
 
 
 class UpstreamError(APIError):

@@ -36,6 +36,10 @@ class ResponseStore(Protocol):
 
     async def delete(self, response_id: str, owner: str) -> bool: ...
 
+    def backlog(self) -> int:
+        """Operations in progress in this process, waiting or running: how far behind the store is."""
+        ...
+
     async def aclose(self) -> None: ...
 
 

@@ -113,6 +113,33 @@ def test_past_the_generation_cap_a_request_is_refused_at_once(live_server) -> No
     assert client.responses.create(model="chat", input="hi").output_text == "Served."
 
 
+def test_a_non_stream_client_that_hangs_up_stops_its_generation_and_nothing_is_stored(live_server) -> None:
+    live = live_server(MODELS)
+    gateway = _gateway(live)
+    with _raw_request(live.server.port, {"model": "slow", "input": "hi"}):
+        _eventually(lambda: gateway.admission.generations == 1)
+        time.sleep(0.5)  # not a check: lets the model produce some of its answer before the hang-up
+    # The client is gone: its generation stops (it would run for 200 s) and, since the answer never
+    # left the server, nobody could ever ask for the response by its id: none is stored.
+    _eventually(lambda: gateway.admission.generations == 0)
+    assert _stored_rows(gateway) == 0
+    client = live.client()
+    assert client.responses.create(model="chat", input="hi").output_text == "Served."
+    assert _stored_rows(gateway) == 1
+
+
+def test_a_stream_client_that_hangs_up_before_the_first_event_leaves_nothing_stored(live_server) -> None:
+    live = live_server(MODELS)
+    gateway = _gateway(live)
+    with _raw_request(live.server.port, {"model": "sleepy", "input": "hi", "stream": True}) as sock:
+        _eventually(lambda: gateway.admission.generations == 1)
+        sock.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            sock.recv(1)  # not even the response headers: the model has not answered yet
+    _eventually(lambda: gateway.admission.generations == 0)
+    assert _stored_rows(gateway) == 0
+
+
 @contextlib.asynccontextmanager
 async def _store_locked(url: str, backend: str) -> AsyncIterator[None]:
     """Writers to the responses table wait (as behind a slow database) until the block ends."""

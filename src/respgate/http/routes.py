@@ -16,6 +16,7 @@ from respgate.engine.router import Router
 from respgate.engine.service import ResponsesService
 from respgate.engine.tokens import InputTokenCounter
 from respgate.http.auth import KeyChecker
+from respgate.http.disconnect import ClientDisconnected, NoAnswer, unless_disconnected
 from respgate.http.errors import json_response
 from respgate.http.params import (
     check_include,
@@ -62,7 +63,7 @@ class Routes:
     async def _json_body(self, request: Request) -> Any:
         return await json_body(request, max_bytes=self._max_body)
 
-    async def create(self, request: Request) -> Response | EventStreamResponse:
+    async def create(self, request: Request) -> Response | EventStreamResponse | NoAnswer:
         owner = self._owner(request)
         # Before the body is read: a store that is behind refuses new work of any kind.
         self._admission.check_store()
@@ -82,9 +83,12 @@ class Routes:
             if prepared.stream:
                 # The first batch (response.created) is awaited here, so errors before the model answers
                 # are still plain HTTP errors with their own status.
-                first = await anext(batches)
+                first = await unless_disconnected(request.receive, anext(batches))
             else:
-                final = await _final(batches)
+                final = await unless_disconnected(request.receive, _final(batches))
+        except ClientDisconnected:
+            slot.release()
+            return NoAnswer()
         except BaseException:
             slot.release()
             raise

@@ -84,8 +84,10 @@ class Admission:
         """Foreground generations in progress in this process."""
         return self._generations
 
-    def check_store(self) -> None:
-        """Raise `Overloaded` while the store is further behind than the cap allows."""
+    def check(self) -> None:
+        """Raise `Overloaded` while this process is short of CPU or its store is behind: no new work of any kind."""
+        if self.loop_lag.seconds > self._max_loop_lag:
+            raise self._refuse("it is short of CPU")
         if self._store_backlog() >= self._max_store_queue:
             raise self._refuse("the response store is behind")
 
@@ -93,9 +95,6 @@ class Admission:
         """A generation slot, to be released when the generation ends; `Overloaded` when there is none."""
         if self._generations >= self._max_generations:
             raise self._refuse("too many responses are being generated")
-        if self.loop_lag.seconds > self._max_loop_lag:
-            raise self._refuse("it is short of CPU")
-        self.check_store()
         self._generations += 1
         return Slot(self)
 

@@ -65,8 +65,9 @@ class Routes:
 
     async def create(self, request: Request) -> Response | EventStreamResponse | NoAnswer:
         owner = self._owner(request)
-        # Before the body is read: a store that is behind refuses new work of any kind.
-        self._admission.check_store()
+        # Before the body is read, so that a refusal costs as little as it can: a process short of CPU,
+        # or whose store is behind, takes on no new work of any kind.
+        self._admission.check()
         prepared = await self._service.prepare(await self._json_body(request), owner=owner)
         headers = {"x-respgate-omitted-tools": ",".join(prepared.tools.omitted)} if prepared.tools.omitted else {}
         if prepared.background:

@@ -12,14 +12,17 @@ The gateway runs `python -m respgate serve` with PYTHONPATH=<src>, so any source
 (its own config keys permitting: `--setting` adds keys to the config file as they are). It is pinned
 to core 1, the load generator and the mock upstream to core 0 (BENCH_NO_PIN=1 turns pinning off);
 PostgreSQL runs where the kernel puts it. The database `respgate_overload` is created fresh and
-dropped at the end. Output: a summary on stderr and bench/results/overload-<label>.json.
+dropped at the end (`--database sqlite`: a fresh file instead). Output: a summary on stderr and
+bench/results/overload-<label>.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -29,7 +32,7 @@ from typing import Any
 import yaml
 
 from bench import gateways, machine, procs
-from bench.procs import GATEWAY_CPUS, LOGS, RESULTS, ROOT
+from bench.procs import GATEWAY_CPUS, LOGS, RESULTS, ROOT, WORK
 
 DATABASE = "respgate_overload"
 PSQL = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-tAc"]
@@ -40,13 +43,41 @@ def _psql(sql: str, database: str = "postgres") -> str:
     return done.stdout.decode().strip()
 
 
-def _rows() -> dict[str, int]:
-    """Stored responses by status (the table may not exist yet if the server never wrote)."""
-    try:
-        out = _psql("SELECT status, count(*) FROM responses GROUP BY status", DATABASE)
-    except subprocess.CalledProcessError:
-        return {}
-    return {status: int(n) for status, n in (line.split("|") for line in out.splitlines() if line)}
+class Database:
+    """The run's store: a fresh PostgreSQL database (the default) or SQLite file, and its rows by status."""
+
+    def __init__(self, backend: str) -> None:
+        self.backend = backend
+        self._path = WORK / "overload.sqlite3"
+        if backend == "postgresql":
+            self.url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{DATABASE}"
+        else:
+            self.url = gateways.sqlite_url(self._path)
+
+    def reset(self) -> None:
+        if self.backend == "postgresql":
+            self.drop()
+            _psql(f"CREATE DATABASE {DATABASE}")
+        else:
+            gateways.sqlite_url(self._path)
+
+    def drop(self) -> None:
+        if self.backend == "postgresql":
+            _psql(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        else:
+            gateways.sqlite_url(self._path)
+
+    def rows(self) -> dict[str, int]:
+        """Stored responses by status (the table may not exist yet if the server never wrote)."""
+        query = "SELECT status, count(*) FROM responses GROUP BY status"
+        if self.backend == "sqlite":
+            with contextlib.closing(sqlite3.connect(self._path)) as db:
+                return {status: int(n) for status, n in db.execute(query)}
+        try:
+            out = _psql(query, DATABASE)
+        except subprocess.CalledProcessError:
+            return {}
+        return {status: int(n) for status, n in (line.split("|") for line in out.splitlines() if line)}
 
 
 def _listen_overflows() -> int:
@@ -62,11 +93,11 @@ def _setting(text: str) -> tuple[list[str], Any]:
     return key.split("."), yaml.safe_load(value)
 
 
-def _config(mock_url: str, upstream_ms: int, settings: list[str]) -> dict[str, Any]:
+def _config(mock_url: str, database_url: str, upstream_ms: int, settings: list[str]) -> dict[str, Any]:
     prefix = f"/d{upstream_ms}" if upstream_ms else ""
     config: dict[str, Any] = {
         "api_keys": [],
-        "database_url": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{DATABASE}",
+        "database_url": database_url,
         "log_level": "warning",
         "models": [
             {
@@ -130,6 +161,7 @@ def _summary(load: dict[str, Any], rows: dict[str, int], cpu: float, args: argpa
         "server_cpu_s": round(cpu, 2),
         "server_cpu_per_offered_ms": round(1e3 * cpu / max(load["scheduled"], 1), 3),
         "loadgen_lag_ms": load["lag_ms"],
+        "database": args.database,
         "rate": args.rate,
         "duration_s": args.duration,
         "client_timeout_s": args.timeout,
@@ -141,7 +173,7 @@ def _print(summary: dict[str, Any], label: str) -> None:
         return " ".join(f"{key} {values[key]:.0f}" for key in ("p50", "p90", "p99", "max") if key in values)
 
     out = [
-        f"== overload [{label}]: {summary['rate']:.0f} req/s for {summary['duration_s']:.0f} s",
+        f"== overload [{label}]: {summary['rate']:.0f} req/s for {summary['duration_s']:.0f} s on {summary['database']}",
         f"offered {summary['offered']}, served {summary['served_2xx']}, refused {summary['refused']}, "
         f"unanswered/other {summary['unanswered_or_other']}",
         f"served ms: {pcts(summary['served_latency_ms'])}",
@@ -158,13 +190,15 @@ def _print(summary: dict[str, Any], label: str) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     src = Path(args.src).resolve()
-    _psql(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-    _psql(f"CREATE DATABASE {DATABASE}")
+    database = Database(args.database)
+    database.reset()
     try:
         with procs.mock() as mock:
             LOGS.mkdir(parents=True, exist_ok=True)
             cfg = LOGS / f"overload-{args.label}.yaml"
-            cfg.write_text(yaml.safe_dump(_config(mock.url, args.upstream_ms, args.setting), sort_keys=False))
+            cfg.write_text(
+                yaml.safe_dump(_config(mock.url, database.url, args.upstream_ms, args.setting), sort_keys=False)
+            )
             port = procs.free_port()
             cmd = [sys.executable, "-m", "respgate", "serve", "--config", str(cfg), "--port", str(port)]
             env = {"PYTHONPATH": str(src)}
@@ -178,7 +212,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 # Warm the server up (imports, pools, JIT-free but cache-warm paths) at a rate it serves.
                 procs.load(url, body, rate=50, duration=2, warmup=0, timeout=args.timeout)
                 _wait_idle(svc)
-                before_rows = sum(_rows().values())
+                before_rows = sum(database.rows().values())
                 loadavg_before = os.getloadavg()
                 cpu0 = svc.cpu_seconds()
                 overflows = _listen_overflows()
@@ -195,12 +229,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 drain = _wait_idle(svc)
                 cpu = svc.cpu_seconds() - cpu0
                 rss = svc.rss_mib()
-                rows = _rows()
+                rows = database.rows()
                 # Rows from the warm-up are not part of the run (they are all completed).
                 if "completed" in rows:
                     rows["completed"] -= before_rows
     finally:
-        _psql(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        database.drop()
     summary = _summary(load, rows, cpu, args)
     summary["server_busy_after_run_s"] = round(drain, 1)
     summary["listen_overflows"] = overflows
@@ -226,10 +260,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-conns", type=int, default=4096)
     parser.add_argument("--upstream-ms", type=int, default=0, help="the mock upstream's delay per answer")
     parser.add_argument("--stream", action="store_true", help="streamed requests instead of plain JSON")
+    parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--no-store", action="store_true", help="requests with store: false (no database write)")
     parser.add_argument("--setting", action="append", default=[], help="config key=value (dotted; YAML value)")
     args = parser.parse_args(argv)
-    if gateways.postgres_url(DATABASE) is None:
+    if args.database == "postgresql" and gateways.postgres_url(DATABASE) is None:
         raise SystemExit("PostgreSQL on 127.0.0.1:5432 is not reachable (psql -U postgres)")
     result = run(args)
     RESULTS.mkdir(parents=True, exist_ok=True)

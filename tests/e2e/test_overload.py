@@ -9,9 +9,11 @@ import socket
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import asyncpg
+import httpx
 import openai
 import pytest
 from support.harness import KEY_A, scripted
@@ -111,6 +113,26 @@ def test_past_the_generation_cap_a_request_is_refused_at_once(live_server) -> No
         stream.close()
     _eventually(lambda: gateway.admission.generations == 0)
     assert client.responses.create(model="chat", input="hi").output_text == "Served."
+
+
+def test_the_sdk_retries_a_refusal_when_told_and_gets_its_answer_once_there_is_room(live_server) -> None:
+    live = live_server(MODELS, overload={"max_generations": 1, "retry_after_seconds": 0.2})
+    holder = live.client().responses.create(model="slow", input="hi", stream=True)
+    assert next(iter(holder)).type == "response.created"
+    # As users run it: the SDK retries a 503 after `retry-after-ms` (here 200 ms).
+    retrying = openai.OpenAI(
+        api_key=KEY_A,
+        base_url=f"{live.server.base_url}/v1",
+        max_retries=50,
+        http_client=httpx.Client(transport=live.recorder),
+    )
+    with retrying, ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(retrying.responses.create, model="chat", input="hi")
+        _eventually(lambda: any(exchange.status == 503 for exchange in live.recorder.exchanges))
+        holder.close()
+        assert answer.result(timeout=60).output_text == "Served."
+    statuses = [exchange.status for exchange in live.recorder.exchanges]
+    assert statuses[-1] == 200 and set(statuses[1:-1]) == {503}
 
 
 def test_a_non_stream_client_that_hangs_up_stops_its_generation_and_nothing_is_stored(live_server) -> None:

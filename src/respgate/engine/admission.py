@@ -32,14 +32,18 @@ _LOG_INTERVAL = 10.0
 
 
 class LoopLag:
-    """How late this event loop runs a timer: about zero when it keeps up, the length of its backlog when not.
+    """How late this event loop runs, sustained: about zero when it keeps up, the length of its backlog when not.
 
-    A timer re-arms itself every `interval`; no task, so nothing to wait for at shutdown.
+    A timer re-arms itself every `interval` (no task, so nothing to wait for at shutdown) and notes how
+    late it ran. `seconds` is the lesser of the last two: one slow step (a collection, a cold import)
+    makes one timer late and is over by the time anyone reads it; a loop with more work than CPU makes
+    every timer late.
     """
 
     def __init__(self, *, interval: float = 0.05) -> None:
         self._interval = interval
         self._handle: asyncio.TimerHandle | None = None
+        self._last = 0.0
         self.seconds = 0.0
 
     def start(self) -> None:
@@ -51,11 +55,13 @@ class LoopLag:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        self.seconds = 0.0
+        self._last = self.seconds = 0.0
 
     def _tick(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
         now = loop.time()
-        self.seconds = max(0.0, now - due)
+        late = max(0.0, now - due)
+        self.seconds = min(late, self._last)
+        self._last = late
         self._handle = loop.call_at(now + self._interval, self._tick, loop, now + self._interval)
 
 

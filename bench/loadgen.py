@@ -294,6 +294,9 @@ class Generator:
             "client_cpu_us_per_req": 1e6 * cpu / total if total else 0.0,
             "schedule_overrun_ms": 1e3 * (sched_seconds - total / self.rate),
             "samples_ms": [round(x * 1e3, 4) for x in s.latencies],
+            "error_samples_ms": {
+                kind: [round(x * 1e3, 4) for x in values] for kind, values in s.error_latencies.items()
+            },
         }
 
 
@@ -341,6 +344,7 @@ def main(argv: list[str] | None = None) -> None:
     result = uvloop.run(gen.run(args.preconnect))
     if args.no_samples:
         result.pop("samples_ms")
+        result.pop("error_samples_ms")
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
 

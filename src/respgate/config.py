@@ -48,8 +48,9 @@ class OverloadSettings(BaseModel):
     # not count: they have their own queue.
     max_generations: int = Field(default=256, ge=1)
     # Store operations in this process that are waiting for a connection (or the SQLite group commit)
-    # or running: past this, new responses are refused until the database catches up.
-    max_store_queue: int = Field(default=64, ge=1)
+    # or running: past this, new responses are refused until the database catches up. It counts the
+    # operations running on the pool's connections too, so it must be larger than the pool.
+    max_store_queue: int = Field(default=32, ge=2)
     # How late the event loop may run (seconds) before new responses are refused: a loop that is
     # behind has more requests than CPU, and everything it admits waits for everything before it.
     max_loop_lag_seconds: float = Field(default=0.1, gt=0)
@@ -60,6 +61,15 @@ class OverloadSettings(BaseModel):
     store_pool_size: int = Field(default=10, ge=1)
     # How long a store operation waits for a connection before it fails.
     store_pool_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _queue_exceeds_pool(self) -> OverloadSettings:
+        if self.max_store_queue <= self.store_pool_size:
+            raise ValueError(
+                f"overload.max_store_queue ({self.max_store_queue}) must be larger than "
+                f"overload.store_pool_size ({self.store_pool_size}): it counts the running operations too"
+            )
+        return self
 
 
 class Settings(BaseModel):

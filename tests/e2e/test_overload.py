@@ -185,18 +185,19 @@ async def _store_locked(url: str, backend: str) -> AsyncIterator[None]:
 
 
 async def test_a_store_that_is_behind_refuses_new_responses(make_app, stores, backend) -> None:
-    app = await make_app(MODELS, backend=backend, overload={"max_store_queue": 1})
+    app = await make_app(MODELS, backend=backend, overload={"max_store_queue": 2, "store_pool_size": 1})
     client = app.client()
     async with _store_locked(stores.urls[backend], backend):
-        waiting = asyncio.create_task(client.responses.create(model="chat", input="first"))
-        await _until(lambda: app.gateway.store.backlog() >= 1)
+        waiting = [asyncio.create_task(client.responses.create(model="chat", input=text)) for text in ("a", "b")]
+        await _until(lambda: app.gateway.store.backlog() >= 2)
         for params in ({}, {"stream": True}, {"background": True}):
             with pytest.raises(openai.InternalServerError) as refused:
-                await client.responses.create(model="chat", input="second", **params)
+                await client.responses.create(model="chat", input="c", **params)
             _assert_overloaded(refused.value)
-        assert not waiting.done()
-    # Admitted work is never dropped: the first response is stored once the database catches up.
-    first = await waiting
-    assert first.status == "completed"
-    assert (await client.responses.retrieve(first.id)).output_text == "Served."
-    assert (await client.responses.create(model="chat", input="third")).output_text == "Served."
+        assert not any(task.done() for task in waiting)
+    # Admitted work is never dropped: both responses are stored once the database catches up.
+    for task in waiting:
+        response = await task
+        assert response.status == "completed"
+        assert (await client.responses.retrieve(response.id)).output_text == "Served."
+    assert (await client.responses.create(model="chat", input="d")).output_text == "Served."

@@ -90,3 +90,6 @@ def test_overload_settings_are_checked_at_start_up() -> None:
         Settings.model_validate({"overload": {"max_generations": 0}})
     with pytest.raises(ValidationError):
         Settings.model_validate({"overload": {"max_generation": 10}})
+    # The store's queue counts the operations running on the pool too: it must be larger than the pool.
+    with pytest.raises(ValidationError, match="max_store_queue"):
+        Settings.model_validate({"overload": {"max_store_queue": 10, "store_pool_size": 10}})

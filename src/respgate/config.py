@@ -50,10 +50,11 @@ class OverloadSettings(BaseModel):
     # Store operations in this process that are waiting for a connection (or the SQLite group commit)
     # or running: past this, new responses are refused until the database catches up. It counts the
     # operations running on the pool's connections too, so it must be larger than the pool.
-    max_store_queue: int = Field(default=32, ge=2)
-    # How late the event loop may run (seconds) before new responses are refused: a loop that is
-    # behind has more requests than CPU, and everything it admits waits for everything before it.
-    max_loop_lag_seconds: float = Field(default=0.1, gt=0)
+    max_store_queue: int = Field(default=64, ge=2)
+    # How late the event loop may run (seconds), twice in a row, before new responses are refused: a
+    # healthy loop turns in a few ms; one that is behind has more requests than CPU, every await of
+    # every request waits a whole turn, and new connections are accepted one per turn.
+    max_loop_lag_seconds: float = Field(default=0.05, gt=0)
     # Sent as `Retry-After` (whole seconds, rounded up) and `retry-after-ms`, which the OpenAI SDKs honour.
     retry_after_seconds: float = Field(default=1.0, gt=0, le=60)
     # This process's database connections: a fixed pool, since connections opened past it are closed

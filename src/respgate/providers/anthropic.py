@@ -28,15 +28,13 @@ from respgate.providers.base import (
     ToolCallEnd,
     Usage,
 )
-from respgate.providers.upstream import (
+from respgate.providers.upstream import UpstreamProvider, tag_reasoning, untag_reasoning
+from respgate.providers.upstream_settings import (
     Capabilities,
-    UpstreamProvider,
     UpstreamSettings,
     check_capabilities,
     load_settings,
     merge_params,
-    tag_reasoning,
-    untag_reasoning,
 )
 
 _PROVIDER = "anthropic"

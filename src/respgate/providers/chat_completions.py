@@ -25,17 +25,8 @@ from respgate.providers.base import (
     ToolCallDelta,
     Usage,
 )
-from respgate.providers.upstream import (
-    MalformedUpstream,
-    StreamGuard,
-    UpstreamProvider,
-    UpstreamSettings,
-    bearer,
-    check_capabilities,
-    load_settings,
-    merge_params,
-    parse_json,
-)
+from respgate.providers.upstream import MalformedUpstream, StreamGuard, UpstreamProvider, bearer, parse_json
+from respgate.providers.upstream_settings import UpstreamSettings, check_capabilities, load_settings, merge_params
 
 
 class ChatCompletionsSettings(UpstreamSettings):

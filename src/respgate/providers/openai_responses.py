@@ -24,16 +24,8 @@ from respgate.providers.base import (
     ToolCallEnd,
     Usage,
 )
-from respgate.providers.upstream import (
-    MalformedUpstream,
-    UpstreamProvider,
-    UpstreamSettings,
-    bearer,
-    check_capabilities,
-    load_settings,
-    merge_params,
-    untag_reasoning,
-)
+from respgate.providers.upstream import MalformedUpstream, UpstreamProvider, bearer, untag_reasoning
+from respgate.providers.upstream_settings import UpstreamSettings, check_capabilities, load_settings, merge_params
 
 _ITEM_FIELDS = {
     "message": ("role", "content"),

@@ -149,6 +149,14 @@ class _EventReader:
         self._calls: dict[int, _Call] = {}
         self._streamed: set[tuple[int, str]] = set()
 
+    @property
+    def finishing(self) -> bool:
+        # `response.completed` is both the finish and the last event: there is no tail to wait for.
+        return self.finished
+
+    def end(self) -> list[Delta]:
+        return []
+
     def read(self, event: dict[str, Any]) -> list[Delta]:
         kind = event.get("type")
         output_index = event.get("output_index", -1)

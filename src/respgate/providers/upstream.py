@@ -1,7 +1,8 @@
-"""HTTP plumbing shared by the remote providers: one aiohttp session, SSE relaying, error translation."""
+"""HTTP plumbing shared by the remote providers: one aiohttp session, bounded SSE relaying, error translation."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Protocol
@@ -12,8 +13,9 @@ import orjson
 from respgate.config import ModelEntry
 from respgate.protocol.errors import APIError, InvalidRequest, UpstreamError
 from respgate.providers.base import Delta
-from respgate.providers.sse import SSEStream
-from respgate.providers.upstream_settings import Timeouts, UpstreamSettings
+from respgate.providers.sse import SSEEvent, SSEStream
+from respgate.providers.timing import StreamClock, Timeouts
+from respgate.providers.upstream_settings import UpstreamSettings
 
 
 def error_message(body: bytes) -> str:
@@ -59,12 +61,14 @@ def parse_json(data: str) -> dict[str, Any]:
 
 
 class StreamGuard:
-    """Remembers whether a delta reached the engine: after that, a failure cannot be retried."""
+    """Remembers whether a delta reached the engine (after that, a failure cannot be retried), and the
+    call's deadlines."""
 
-    __slots__ = ("yielded",)
+    __slots__ = ("clock", "yielded")
 
-    def __init__(self) -> None:
+    def __init__(self, timeouts: Timeouts) -> None:
         self.yielded = False
+        self.clock = StreamClock(timeouts)
 
 
 # 404 means this deployment's base_url or upstream_model is wrong: the client cannot fix that, and
@@ -80,7 +84,9 @@ class Upstream:
         self._model = model
         self._base_url = base_url.rstrip("/")
         self._headers = {"Content-Type": "application/json", "Accept": "text/event-stream", **headers}
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout.connect, sock_read=timeout.read)
+        # Reads are bounded per call by its `StreamClock`, which knows whether the answer has started.
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout.connect)
+        self.timeouts = timeout
         # Values that must never reach a log line or an error message.
         self._secrets = tuple(
             value for key, value in headers.items() if key.lower() in {"authorization", "x-api-key", "api-key"}
@@ -97,13 +103,21 @@ class Upstream:
             await session.close()
 
     @asynccontextmanager
-    async def post_sse(self, path: str, body: dict[str, Any]) -> AsyncIterator[SSEStream]:
-        """POST a JSON body and stream the SSE answer; a non-2xx status raises `UpstreamStatus`."""
+    async def post_sse(self, path: str, body: dict[str, Any], clock: StreamClock) -> AsyncIterator[SSEStream]:
+        """POST a JSON body and stream the SSE answer; a non-2xx status raises `UpstreamStatus`.
+
+        The status and an error body must come before the first-token deadline; reading the stream is
+        the caller's to bound.
+        """
         if self._session is None:
             raise RuntimeError("provider used before start()")
-        async with self._session.post(self._base_url + path, data=orjson.dumps(body)) as response:
+        async with asyncio.timeout_at(clock.deadline(started=False)):
+            response = await self._session.post(self._base_url + path, data=orjson.dumps(body))
+        async with response:
             if response.status >= 300:
-                raise UpstreamStatus(response.status, await response.read())
+                async with asyncio.timeout_at(clock.deadline(started=False)):
+                    raw = await response.read()
+                raise UpstreamStatus(response.status, raw)
             if not response.content_type.startswith("text/event-stream"):
                 raise MalformedUpstream(f"expected an event stream, got {response.content_type or 'no type'}")
             yield SSEStream(response.content)
@@ -163,9 +177,16 @@ class Upstream:
                 f"The upstream of model '{self._model}' sent malformed data: {self._scrub(str(exc))}",
                 retryable=not guard.yielded,
             ) from exc
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise UpstreamError(
+                f"The upstream of model '{self._model}' could not be reached: connecting timed out "
+                "(timeout.connect).",
+                retryable=not guard.yielded,
+            ) from exc
         except TimeoutError as exc:
             raise UpstreamError(
-                f"The upstream of model '{self._model}' timed out.", retryable=not guard.yielded
+                f"The upstream of model '{self._model}' {guard.clock.expired(started=guard.yielded)}.",
+                retryable=not guard.yielded,
             ) from exc
         except aiohttp.ClientError as exc:
             what = "could not be reached" if isinstance(exc, aiohttp.ClientConnectionError) else "failed"
@@ -195,11 +216,23 @@ def untag_reasoning(blob: str) -> tuple[str | None, str]:
 
 
 class EventReader(Protocol):
-    """Turns one provider's parsed SSE events into neutral deltas; `finished` once its last event came."""
+    """Turns one provider's parsed SSE events into neutral deltas."""
 
-    finished: bool
+    @property
+    def finishing(self) -> bool:
+        """The answer's finish has come: what may still follow (usage, an end event) is not essential."""
+        ...
+
+    @property
+    def finished(self) -> bool:
+        """The provider's last event has come: nothing more is read."""
+        ...
 
     def read(self, event: dict[str, Any]) -> Iterable[Delta]: ...
+
+    def end(self) -> Iterable[Delta]:
+        """What is only complete once the stream is over (usage, the finish); called only when finishing."""
+        ...
 
 
 class UpstreamProvider:
@@ -229,18 +262,39 @@ class UpstreamProvider:
     async def _relay(
         self, path: str, body: dict[str, Any], reader: EventReader, *, last: str
     ) -> AsyncIterator[Delta]:
-        """POST `body` and yield what `reader` makes of each event, until it has seen `last`."""
-        guard = StreamGuard()
+        """POST `body` and yield what `reader` makes of each event, until its last event or the end.
+
+        A stream that ends (or breaks off, or falls silent) before `reader` saw the finish fails,
+        naming `last`; after the finish it is complete, whatever is missing of its tail.
+        """
+        guard = StreamGuard(self._upstream.timeouts)
         with self._upstream.errors(guard):
-            async with self._upstream.post_sse(path, body) as events:
-                async for event in events:
+            async with self._upstream.post_sse(path, body, guard.clock) as events:
+                while not reader.finished and (event := await _next_event(events, guard, reader)) is not None:
                     for delta in reader.read(parse_json(event.data)):
                         guard.yielded = True
                         yield delta
-                    if reader.finished:
-                        break
-            if not reader.finished:
+            if not reader.finishing:
                 raise MalformedUpstream(f"the stream ended without {last}")
+            for delta in reader.end():
+                guard.yielded = True
+                yield delta
+
+
+async def _next_event(events: SSEStream, guard: StreamGuard, reader: EventReader) -> SSEEvent | None:
+    """The next event within its deadline; None at the end, including a tail cut off after the finish."""
+    finishing = reader.finishing
+    try:
+        async with asyncio.timeout_at(guard.clock.deadline(started=guard.yielded, finishing=finishing)):
+            event = await anext(events, None)
+    except (TimeoutError, aiohttp.ClientError):
+        if finishing:
+            return None
+        raise
+    # OpenAI-style servers close with `data: [DONE]`, which is not an event.
+    if event is None or event.data.strip() == "[DONE]":
+        return None
+    return event
 
 
 def bearer(key: str) -> dict[str, str]:

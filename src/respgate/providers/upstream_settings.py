@@ -11,15 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from respgate.config import ConfigError, ModelEntry
 from respgate.protocol.errors import InvalidRequest
 from respgate.providers.base import ModelCall
-
-
-class Timeouts(BaseModel):
-    """Seconds to open a connection, and to wait for each read of the body (not the whole stream)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    connect: float = Field(default=10.0, gt=0)
-    read: float = Field(default=300.0, gt=0)
+from respgate.providers.timing import Timeouts
 
 
 class Capabilities(BaseModel):

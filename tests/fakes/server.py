@@ -111,8 +111,13 @@ class FakeUpstream:
 
     def error_response(self, failure: Failure) -> web.Response:
         kind = "invalid_request_error" if failure.status < 500 else "server_error"
-        body = {"error": {"message": failure.message, "type": kind, "param": None, "code": None}}
-        return web.json_response(body, status=failure.status)
+        code = failure.code
+        if failure.status == 429:
+            # OpenAI names the limit that was hit as the type (requests or tokens) of a rate limit.
+            code = code or "rate_limit_exceeded"
+            kind = "tokens" if code == "rate_limit_exceeded" else code
+        body = {"error": {"message": failure.message, "type": kind, "param": None, "code": code}}
+        return web.json_response(body, status=failure.status, headers=failure.headers)
 
     def render_json(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
         raise NotImplementedError

@@ -1,4 +1,4 @@
-"""Time and upstream calls: how long each wait of one call may last.
+"""Time and upstream calls: how long each wait of one call may last, and when an upstream asks us back.
 
 A call has two phases. Until its first delta, one deadline (`first_token`) covers everything: connecting,
 the status line, headers, keep-alive comments and events that carry no content, so an upstream that
@@ -10,6 +10,10 @@ follow (a usage chunk, an end marker) is waited for only briefly: the answer is 
 from __future__ import annotations
 
 import asyncio
+import math
+import time
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -51,3 +55,50 @@ class StreamClock:
         if started:
             return f"sent nothing for {self._timeouts.read:g} s mid-answer (timeout.read)"
         return f"did not start answering within {self._timeouts.first_token:g} s (timeout.first_token)"
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds an upstream asks to wait: `retry-after-ms`, else `Retry-After` (seconds or an HTTP date).
+
+    `headers` has lower-case names.
+    """
+    if (millis := _number(headers.get("retry-after-ms"))) is not None:
+        return millis / 1000
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    if (seconds := _number(value)) is not None:
+        return seconds
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _number(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value.strip())
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def retry_after_headers(headers: Mapping[str, str], seconds: float) -> dict[str, str]:
+    """The headers that tell a client to wait `seconds`: `Retry-After` in whole seconds (rounded up), and
+    `retry-after-ms` when the upstream gave that precision (`headers`: the upstream's, lower-case names)."""
+    out = {"Retry-After": str(math.ceil(seconds))}
+    if "retry-after-ms" in headers:
+        out["retry-after-ms"] = str(round(seconds * 1000))
+    return out
+
+
+def try_again_in(seconds: float) -> str:
+    """OpenAI's way of saying it in a 429 message ("1.5s", "446ms"), which clients such as Codex parse."""
+    if seconds < 1:
+        return f"{max(1, round(seconds * 1000))}ms"
+    return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"

@@ -11,27 +11,37 @@ import aiohttp
 import orjson
 
 from respgate.config import ModelEntry
-from respgate.protocol.errors import APIError, InvalidRequest, UpstreamError
+from respgate.protocol.errors import APIError, InvalidRequest, RateLimited, UpstreamError
 from respgate.providers.base import Delta
 from respgate.providers.sse import SSEEvent, SSEStream
-from respgate.providers.timing import StreamClock, Timeouts
+from respgate.providers.timing import StreamClock, Timeouts, retry_after, retry_after_headers, try_again_in
 from respgate.providers.upstream_settings import UpstreamSettings
+
+
+def _error_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def error_message(body: bytes) -> str:
     """The human message inside an upstream error body, whatever its dialect (not shortened)."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body.decode("utf-8", "replace").strip()
-    if isinstance(data, dict):
-        error = data.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])
-        for key in ("message", "detail", "error"):
-            if isinstance(data.get(key), str):
-                return str(data[key])
+    data = _error_object(body)
+    error = data.get("error")
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])
+    for key in ("message", "detail", "error"):
+        if isinstance(data.get(key), str):
+            return str(data[key])
     return body.decode("utf-8", "replace").strip()
+
+
+def _error_code(body: bytes) -> str | None:
+    error = _error_object(body).get("error")
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) else None
 
 
 _MESSAGE_LIMIT = 500
@@ -40,10 +50,11 @@ _MESSAGE_LIMIT = 500
 class UpstreamStatus(Exception):
     """The upstream answered with a non-2xx status (translated by `Upstream.errors`)."""
 
-    def __init__(self, status: int, body: bytes) -> None:
+    def __init__(self, status: int, body: bytes, headers: dict[str, str]) -> None:
         super().__init__(f"HTTP {status}")
         self.status = status
         self.body = body
+        self.headers = headers  # names in lower case
 
 
 class MalformedUpstream(Exception):
@@ -72,7 +83,8 @@ class StreamGuard:
 
 
 # 404 means this deployment's base_url or upstream_model is wrong: the client cannot fix that, and
-# another deployment may not share the mistake.
+# another deployment may not share the mistake. A 429 that is not a rate limit is an exhausted quota:
+# the operator's to fix, and another deployment may have one.
 _RETRYABLE_STATUS = frozenset({404, 408, 409, 429})
 _CLIENT_FAULT_STATUS = frozenset({400, 413, 422})
 
@@ -117,7 +129,8 @@ class Upstream:
             if response.status >= 300:
                 async with asyncio.timeout_at(clock.deadline(started=False)):
                     raw = await response.read()
-                raise UpstreamStatus(response.status, raw)
+                headers = {key.lower(): value for key, value in response.headers.items()}
+                raise UpstreamStatus(response.status, raw, headers)
             if not response.content_type.startswith("text/event-stream"):
                 raise MalformedUpstream(f"expected an event stream, got {response.content_type or 'no type'}")
             yield SSEStream(response.content)
@@ -144,6 +157,8 @@ class Upstream:
                 retryable=False,
                 upstream_status=status,
             )
+        if status == 429 and _error_code(exc.body) != "insufficient_quota":
+            return self._rate_limited(exc)
         # Redact before shortening, so that a cut never leaves part of a key unrecognised.
         message = self._scrub(error_message(exc.body))[:_MESSAGE_LIMIT] or f"HTTP {status}"
         if status in _CLIENT_FAULT_STATUS:
@@ -152,6 +167,19 @@ class Upstream:
             f"The upstream of model '{self._model}' failed (HTTP {status}): {message}",
             retryable=status >= 500 or status in _RETRYABLE_STATUS,
             upstream_status=status,
+        )
+
+    def _rate_limited(self, exc: UpstreamStatus) -> RateLimited:
+        """A 429 as OpenAI words it, with the upstream's own wait (the message says it as Codex parses it).
+
+        The upstream's text is left out: it names the operator's account and limits, not the client's.
+        """
+        seconds = retry_after(exc.headers)
+        when = "later" if seconds is None else f"in {try_again_in(seconds)}"
+        return RateLimited(
+            f"Rate limit reached for {self._model}. Please try again {when}.",
+            retry_after=seconds,
+            headers=None if seconds is None else retry_after_headers(exc.headers, seconds),
         )
 
     @contextmanager

@@ -115,25 +115,26 @@ class Upstream:
             await session.close()
 
     @asynccontextmanager
-    async def post_sse(self, path: str, body: dict[str, Any], clock: StreamClock) -> AsyncIterator[SSEStream]:
+    async def post_sse(
+        self, path: str, body: dict[str, Any], deadline: Callable[[], float]
+    ) -> AsyncIterator[SSEStream]:
         """POST a JSON body and stream the SSE answer; a non-2xx status raises `UpstreamStatus`.
 
-        The status and an error body must come before the first-token deadline; reading the stream is
-        the caller's to bound.
+        `deadline()` bounds every wait: for the status, for an error body, for each read of the stream.
         """
         if self._session is None:
             raise RuntimeError("provider used before start()")
-        async with asyncio.timeout_at(clock.deadline(started=False)):
+        async with asyncio.timeout_at(deadline()):
             response = await self._session.post(self._base_url + path, data=orjson.dumps(body))
         async with response:
             if response.status >= 300:
-                async with asyncio.timeout_at(clock.deadline(started=False)):
+                async with asyncio.timeout_at(deadline()):
                     raw = await response.read()
                 headers = {key.lower(): value for key, value in response.headers.items()}
                 raise UpstreamStatus(response.status, raw, headers)
             if not response.content_type.startswith("text/event-stream"):
                 raise MalformedUpstream(f"expected an event stream, got {response.content_type or 'no type'}")
-            yield SSEStream(response.content)
+            yield SSEStream(response.content, deadline=deadline)
 
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
@@ -296,9 +297,13 @@ class UpstreamProvider:
         naming `last`; after the finish it is complete, whatever is missing of its tail.
         """
         guard = StreamGuard(self._upstream.timeouts)
+
+        def deadline() -> float:
+            return guard.clock.deadline(started=guard.yielded, finishing=reader.finishing)
+
         with self._upstream.errors(guard):
-            async with self._upstream.post_sse(path, body, guard.clock) as events:
-                while not reader.finished and (event := await _next_event(events, guard, reader)) is not None:
+            async with self._upstream.post_sse(path, body, deadline) as events:
+                while not reader.finished and (event := await _next_event(events, reader)) is not None:
                     for delta in reader.read(parse_json(event.data)):
                         guard.yielded = True
                         yield delta
@@ -309,12 +314,11 @@ class UpstreamProvider:
                 yield delta
 
 
-async def _next_event(events: SSEStream, guard: StreamGuard, reader: EventReader) -> SSEEvent | None:
-    """The next event within its deadline; None at the end, including a tail cut off after the finish."""
+async def _next_event(events: SSEStream, reader: EventReader) -> SSEEvent | None:
+    """The next event; None at the end, including a tail that fell silent or broke off after the finish."""
     finishing = reader.finishing
     try:
-        async with asyncio.timeout_at(guard.clock.deadline(started=guard.yielded, finishing=finishing)):
-            event = await anext(events, None)
+        event = await anext(events, None)
     except (TimeoutError, aiohttp.ClientError):
         if finishing:
             return None

@@ -51,6 +51,7 @@ class Fault:
 
 RESET_BEFORE_RESPONSE = Fault(upto="nothing", then="reset")
 HANG_BEFORE_RESPONSE = Fault(upto="nothing", then="hang")
+RESET_AFTER_HEADERS = Fault(upto="headers", then="reset")
 HANG_AFTER_HEADERS = Fault(upto="headers", then="hang", keepalive=0.05)
 GARBAGE_BEFORE_FIRST_DELTA = Fault(upto="headers", then="garbage")
 HANG_AFTER_FIRST_DELTA = Fault(upto="first_delta", then="hang")

@@ -22,6 +22,7 @@ from fakes.faults import (
     IDLE_AFTER_FINISH,
     RESET_AFTER_FINISH,
     RESET_AFTER_FIRST_DELTA,
+    RESET_AFTER_HEADERS,
     RESET_BEFORE_RESPONSE,
 )
 from fakes.script import split
@@ -50,6 +51,7 @@ async def _faulty_then_healthy(
 
 NOTHING_USEFUL = {
     "reset before the response": RESET_BEFORE_RESPONSE,
+    "reset after the headers": RESET_AFTER_HEADERS,
     "hang before the response": HANG_BEFORE_RESPONSE,
     "hang after the headers, with keep-alive comments": HANG_AFTER_HEADERS,
     "garbage before the first delta": GARBAGE_BEFORE_FIRST_DELTA,

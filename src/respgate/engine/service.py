@@ -26,6 +26,8 @@ from respgate.protocol.errors import (
     RateLimited,
     ServerError,
     UpstreamError,
+    log_safe,
+    log_safe_trace,
 )
 from respgate.protocol.ids import new_id
 from respgate.protocol.request import CreateResponse
@@ -194,7 +196,7 @@ class ResponsesService:
                 await _close(stream)
                 if isinstance(exc, UpstreamError) and not exc.retryable:
                     raise
-                log.warning("deployment %s failed before the first token: %s", deployment.label, exc.message)
+                log.warning("deployment %s failed before the first token: %s", deployment.label, log_safe(exc))
                 self._router.record_failure(deployment)
                 last = exc
                 continue
@@ -203,7 +205,7 @@ class ResponsesService:
                 if exc.code != "unsupported_feature":
                     raise
                 # This deployment lacks a feature the request needs; another deployment may have it.
-                log.info("deployment %s cannot serve this request: %s", deployment.label, exc.message)
+                log.info("deployment %s cannot serve this request: %s", deployment.label, log_safe(exc))
                 unsupported = unsupported or exc
                 continue
             except BaseException:
@@ -272,7 +274,7 @@ class ResponsesService:
                     if not retries_left or (prepared.stream and builder.emitted_output):
                         raise
                     retries_left -= 1
-                    log.warning("regenerating response %s once: %s", prepared.response_id, exc.message)
+                    log.warning("regenerating response %s once: %s", prepared.response_id, log_safe(exc))
                     await _close(stream)
                     if prepared.stream:
                         builder.reset_pending()
@@ -282,7 +284,7 @@ class ResponsesService:
                     stream = deployment.provider.stream(call)
                     first = await anext(stream, None)
         except APIError as exc:
-            log.warning("response %s failed: %s", prepared.response_id, exc.message)
+            log.warning("response %s failed: %s", prepared.response_id, log_safe(exc))
             batch = builder.fail(exc)
         except (asyncio.CancelledError, GeneratorExit):
             # Background work is only ever cancelled on request (or at shutdown); foreground work
@@ -294,8 +296,8 @@ class ResponsesService:
             assert builder.final is not None
             await self._save(prepared, builder.final, builder.events, builder.reasoning_blobs)
             raise
-        except Exception:
-            log.exception("response %s failed with an internal error", prepared.response_id)
+        except Exception as exc:
+            log.error("response %s failed: %s", prepared.response_id, log_safe_trace(exc))
             batch = builder.fail(ServerError("The server had an error while processing your request."))
         finally:
             await _close(stream)

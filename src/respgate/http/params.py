@@ -5,12 +5,16 @@ from __future__ import annotations
 from typing import Any, Literal, NamedTuple, get_args
 
 import jiter
+import orjson
 from starlette.requests import Request
 
+from respgate.protocol.bounds import check_shape, too_deep
 from respgate.protocol.errors import InvalidRequest, PayloadTooLarge
 from respgate.protocol.request import Includable
 
 _INCLUDABLE: set[str] = set(get_args(Includable))
+# jiter's nesting limit: deeper bodies are refused while parsing.
+PARSER_MAX_DEPTH = 200
 
 
 class JsonBody(NamedTuple):
@@ -31,16 +35,23 @@ def parse_json(body: bytes) -> Any:
     except ValueError as exc:
         detail = str(exc)
         if detail.startswith("recursion limit exceeded"):
-            raise InvalidRequest(
-                "Invalid 'body': nesting too deep. The API expects JSON nested at most 200 levels deep.",
-                param="body",
-                code="invalid_value",
-            ) from exc
+            raise _where_too_deep(body) from exc
         raise InvalidRequest(
             "We could not parse the JSON body of your request. The API expects a JSON payload (without "
             f"duplicate keys, NaN or Infinity), but what was sent was not valid JSON: {detail}.",
             code="invalid_json",
         ) from exc
+
+
+def _where_too_deep(body: bytes) -> InvalidRequest:
+    """The error for a body nested past the parser's limit, naming where (orjson parses up to 1024)."""
+    try:
+        check_shape(orjson.loads(body), max_depth=PARSER_MAX_DEPTH, max_string_chars=len(body))
+    except orjson.JSONDecodeError:
+        pass
+    except InvalidRequest as error:
+        return error
+    return too_deep("body", PARSER_MAX_DEPTH)
 
 
 async def json_body(request: Request, *, max_bytes: int) -> JsonBody:

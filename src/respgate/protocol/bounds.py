@@ -17,8 +17,9 @@ _DATA_FIELDS = frozenset({"image_url", "file_data"})
 # orjson writes integers of up to 64 bits (unsigned above zero); larger ones cannot be stored.
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
-# How many segments of a path the error names: enough for `tools[2].tools[1].parameters`.
-_NAMED_SEGMENTS = 5
+# Keys of the request's own structure: an error names the path through them down to the first
+# field below them (`input[0].extra`, `tools[2].tools[1].parameters`, `text.format.schema`).
+_STRUCTURE = frozenset({"input", "items", "tools", "content", "text", "format"})
 
 
 def array_too_long(param: str, limit: int, length: int) -> InvalidRequest:
@@ -62,8 +63,10 @@ def check_counts(
 
 def _param(path: tuple[str | int, ...]) -> str:
     text = ""
-    for segment in path[:_NAMED_SEGMENTS]:
+    for segment in path:
         text += f"[{segment}]" if isinstance(segment, int) else (f".{segment}" if text else segment)
+        if isinstance(segment, str) and segment not in _STRUCTURE:
+            break
     return text
 
 

@@ -35,6 +35,36 @@ class ModelEntry(BaseModel):
         return self.upstream_model or self.name
 
 
+class Limits(BaseModel):
+    """What one request may ask of the server, checked before any work that costs more than a glance.
+
+    OpenAI's documented limits where it has them (tools, Structured Outputs schemas, text lengths);
+    the others are this server's, generous for real clients and small enough that no request can
+    hold the event loop or the CPU for long.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    # OpenAI: "Invalid 'tools': array too long. Expected an array with maximum length 128".
+    # Applies to `tools` and to the `tools` of each namespace tool.
+    max_tools: int = Field(default=128, ge=1)
+    # All functions of a request, namespaces included (OpenAI documents no such total).
+    max_functions: int = Field(default=512, ge=1)
+    max_input_items: int = Field(default=10_000, ge=1)
+    # OpenAI's `maxLength` for text (input text, instructions, tool outputs): 10 MiB. Images and
+    # file data carried inline (`image_url`, `file_data`) are bounded by `max_body_bytes` alone.
+    max_string_chars: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # JSON nesting anywhere in a body. The parser stops at 200; everything that stores, streams or
+    # validates the request (orjson writes at most 254 levels) needs headroom above the client's.
+    max_json_depth: int = Field(default=64, ge=8, le=190)
+    # OpenAI's Structured Outputs limits, applied to every client schema (function parameters,
+    # `text.format.schema`); the nesting limit only to strict schemas.
+    max_schema_properties: int = Field(default=5000, ge=1)
+    max_schema_nesting: int = Field(default=10, ge=1)
+    max_schema_enum_values: int = Field(default=1000, ge=1)
+    max_schema_string_chars: int = Field(default=120_000, ge=1)
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -48,6 +78,7 @@ class Settings(BaseModel):
     # left out of what the model sees (echoed, and named in the `x-respgate-omitted-tools` header).
     unsupported_tools: Literal["reject", "omit"] = "reject"
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    limits: Limits = Field(default_factory=Limits)
     keepalive_seconds: float = Field(default=15.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

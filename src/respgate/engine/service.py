@@ -10,12 +10,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from respgate.config import Limits
 from respgate.engine.builder import EventBuilder
-from respgate.engine.context import assemble, chain_items, for_conversation, for_model, normalize_input
+from respgate.engine.context import assemble, chain_items, for_conversation, for_model
 from respgate.engine.events import Event
+from respgate.engine.intake import Intake, LoopTurns, checked
 from respgate.engine.response import base_response
 from respgate.engine.router import Deployment, Router
-from respgate.engine.tools import ResolvedTools, resolve_text_format, resolve_tools
+from respgate.engine.tools import ResolvedTools
 from respgate.protocol.errors import (
     APIError,
     GenerationFailed,
@@ -24,10 +26,11 @@ from respgate.protocol.errors import (
     RateLimited,
     ServerError,
     UpstreamError,
+    log_safe,
+    log_safe_trace,
 )
 from respgate.protocol.ids import new_id
 from respgate.protocol.request import CreateResponse
-from respgate.protocol.validation import parse_model
 from respgate.providers.base import Delta, ModelCall
 from respgate.storage.base import ConversationStore, ResponseStore, StoredResponse
 
@@ -105,23 +108,23 @@ class ResponsesService:
         router: Router,
         regenerate_once: bool = True,
         omit_unsupported_tools: bool = False,
+        limits: Limits | None = None,
     ) -> None:
         self._store = store
         self._conversations = conversations
         self._router = router
         self._regenerate_once = regenerate_once
-        self._omit_unsupported_tools = omit_unsupported_tools
+        self.intake = Intake(limits=limits or Limits(), omit_unsupported_tools=omit_unsupported_tools)
 
-    async def prepare(self, body: Any, *, owner: str) -> Prepared:
-        """Everything that can fail before a model is asked: a failure here is a plain HTTP error."""
-        if not isinstance(body, dict):
-            raise InvalidRequest("The request body must be a JSON object.", code="invalid_type")
-        request = parse_model(CreateResponse, body)
+    async def prepare(self, body: Any, *, owner: str, body_bytes: int = 0) -> Prepared:
+        """Everything that can fail before a model is asked: a failure here is a plain HTTP error.
+
+        `body_bytes`, the size of the body as received, decides whether checking it is worth a thread.
+        """
+        valid = await checked(body_bytes, self.intake.create, body)
+        request, tools, text_format, new_items = valid.request, valid.tools, valid.text_format, valid.new_items
         _check_combinations(request)
         model = self._router.canonical(request.model)
-        tools = resolve_tools(request, omit_unsupported=self._omit_unsupported_tools)
-        text_format = resolve_text_format(request)
-        new_items = normalize_input(request.input)
         history: list[dict[str, Any]] = []
         if request.previous_response_id is not None:
             chain = await self._store.chain(request.previous_response_id, owner)
@@ -194,7 +197,7 @@ class ResponsesService:
                 await _close(stream)
                 if isinstance(exc, UpstreamError) and not exc.retryable:
                     raise
-                log.warning("deployment %s failed before the first token: %s", deployment.label, exc.message)
+                log.warning("deployment %s failed before the first token: %s", deployment.label, log_safe(exc))
                 retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
                 limited += [exc] if isinstance(exc, RateLimited) else []
                 self._router.record_failure(deployment, retry_after=retry_after)
@@ -205,7 +208,7 @@ class ResponsesService:
                 if exc.code != "unsupported_feature":
                     raise
                 # This deployment lacks a feature the request needs; another deployment may have it.
-                log.info("deployment %s cannot serve this request: %s", deployment.label, exc.message)
+                log.info("deployment %s cannot serve this request: %s", deployment.label, log_safe(exc))
                 unsupported = unsupported or exc
                 continue
             except BaseException:
@@ -254,6 +257,7 @@ class ResponsesService:
         stream = started.stream
         first: Delta | None = started.first
         retries_left = 1 if self._regenerate_once else 0
+        turns = LoopTurns()
         try:
             yield builder.opening(queued=prepared.background)
             while True:
@@ -262,6 +266,7 @@ class ResponsesService:
                         if batch := builder.feed(first):
                             yield batch
                         async for delta in stream:
+                            await turns.give()
                             if batch := builder.feed(delta):
                                 yield batch
                     batch = builder.finish()
@@ -272,7 +277,7 @@ class ResponsesService:
                     if not retries_left or (prepared.stream and builder.emitted_output):
                         raise
                     retries_left -= 1
-                    log.warning("regenerating response %s once: %s", prepared.response_id, exc.message)
+                    log.warning("regenerating response %s once: %s", prepared.response_id, log_safe(exc))
                     await _close(stream)
                     if prepared.stream:
                         builder.reset_pending()
@@ -282,7 +287,7 @@ class ResponsesService:
                     stream = deployment.provider.stream(call)
                     first = await anext(stream, None)
         except APIError as exc:
-            log.warning("response %s failed: %s", prepared.response_id, exc.message)
+            log.warning("response %s failed: %s", prepared.response_id, log_safe(exc))
             batch = builder.fail(exc)
         except (asyncio.CancelledError, GeneratorExit):
             # Background work is only ever cancelled on request (or at shutdown); foreground work
@@ -294,8 +299,8 @@ class ResponsesService:
             assert builder.final is not None
             await self._save(prepared, builder.final, builder.events, builder.reasoning_blobs)
             raise
-        except Exception:
-            log.exception("response %s failed with an internal error", prepared.response_id)
+        except Exception as exc:
+            log.error("response %s failed: %s", prepared.response_id, log_safe_trace(exc))
             batch = builder.fail(ServerError("The server had an error while processing your request."))
         finally:
             await _close(stream)

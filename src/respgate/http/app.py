@@ -84,6 +84,7 @@ class Gateway:
             conversations=conversations,
             router=router,
             omit_unsupported_tools=settings.unsupported_tools == "omit",
+            limits=settings.limits,
         )
         return cls(
             settings=settings,
@@ -120,7 +121,10 @@ def create_app(gateway: Gateway, *, manage: bool = False) -> ASGIApp:
         keepalive_seconds=settings.keepalive_seconds,
     )
     conversations = ConversationRoutes(
-        store=gateway.conversations, keys=keys, max_body_bytes=settings.max_body_bytes
+        store=gateway.conversations,
+        keys=keys,
+        max_body_bytes=settings.max_body_bytes,
+        intake=gateway.service.intake,
     )
 
     @contextlib.asynccontextmanager

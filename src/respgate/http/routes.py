@@ -17,6 +17,7 @@ from respgate.engine.tokens import InputTokenCounter
 from respgate.http.auth import KeyChecker
 from respgate.http.errors import json_response
 from respgate.http.params import (
+    JsonBody,
     check_include,
     flag,
     int_param,
@@ -56,12 +57,13 @@ class Routes:
     def _owner(self, request: Request) -> str:
         return self._keys.owner(request.headers.get("authorization"))
 
-    async def _json_body(self, request: Request) -> Any:
+    async def _json_body(self, request: Request) -> JsonBody:
         return await json_body(request, max_bytes=self._max_body)
 
     async def create(self, request: Request) -> Response | EventStreamResponse:
         owner = self._owner(request)
-        prepared = await self._service.prepare(await self._json_body(request), owner=owner)
+        body = await self._json_body(request)
+        prepared = await self._service.prepare(body.value, owner=owner, body_bytes=body.size)
         headers = {"x-respgate-omitted-tools": ",".join(prepared.tools.omitted)} if prepared.tools.omitted else {}
         if prepared.background:
             queued, job = await self._jobs.submit(prepared)
@@ -82,7 +84,8 @@ class Routes:
 
     async def input_tokens(self, request: Request) -> Response:
         owner = self._owner(request)
-        count = await self._counter.count(await self._json_body(request), owner=owner)
+        body = await self._json_body(request)
+        count = await self._counter.count(body.value, owner=owner, body_bytes=body.size)
         return json_response({"object": "response.input_tokens", "input_tokens": count})
 
     async def retrieve(self, request: Request) -> Response | EventStreamResponse:

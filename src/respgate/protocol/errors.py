@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Mapping
 from typing import Any
 
@@ -112,3 +113,32 @@ class GenerationFailed(APIError):
 def server_error_body() -> dict[str, Any]:
     """The body sent for an unexpected fault: the trace goes to the log, never to the client."""
     return ServerError("The server had an error while processing your request. Sorry about that!").body()
+
+
+def log_safe(exc: BaseException) -> str:
+    """`exc` for a log line: its type and code, never its message (messages can quote client content)."""
+    name = type(exc).__qualname__
+    if isinstance(exc, UpstreamError) and exc.upstream_status is not None:
+        return f"{name}(status={exc.status_code}, code={exc.code}, upstream_status={exc.upstream_status})"
+    if isinstance(exc, APIError):
+        return f"{name}(status={exc.status_code}, code={exc.code})"
+    return name
+
+
+def log_safe_trace(exc: BaseException) -> str:
+    """The traceback of `exc` and of its causes, with the type of each exception but not its message.
+
+    A message can hold what a client sent (a validation error quoting a value, a failed SQL statement's
+    parameters, an upstream echoing the prompt); the frames say where it failed, which is what a log
+    needs.
+    """
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    blocks: list[str] = []
+    for error in reversed(chain):
+        frames = "".join(traceback.format_tb(error.__traceback__))
+        blocks.append(f"Traceback (most recent call last):\n{frames}{type(error).__module__}.{log_safe(error)}")
+    return "\n\nwhich led to\n\n".join(blocks)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
@@ -70,10 +71,13 @@ def create_store_engine(url: str, *, sqlite_busy_timeout_ms: int = 10_000) -> As
     parsed = async_database_url(url)
     if parsed.get_backend_name() != "sqlite":
         # No pre-ping (a round trip on every checkout): a connection found dead is retried instead.
-        return create_async_engine(parsed)
+        return create_async_engine(parsed, hide_parameters=True)
     # The default reset-on-return is an unconditional ROLLBACK, a thread hop through aiosqlite even
     # after a plain SELECT; the reset hook below rolls back only a transaction that is still open.
-    engine = create_async_engine(parsed, pool_reset_on_return=None)
+    # No SQL parameters in logs or error messages: they are what clients sent (aiosqlite logs every
+    # statement with its parameters at DEBUG).
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger("aiosqlite").level))
+    engine = create_async_engine(parsed, pool_reset_on_return=None, hide_parameters=True)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from respgate.engine.builder import EventBuilder
-from respgate.engine.context import assemble, chain_items, for_conversation, for_model, normalize_input
+from respgate.engine.context import for_conversation, for_model, normalize_input
 from respgate.engine.events import Event
+from respgate.engine.history import ContextLoader, conversation_of
 from respgate.engine.response import base_response
 from respgate.engine.router import Deployment, Router
 from respgate.engine.tools import ResolvedTools, resolve_text_format, resolve_tools
@@ -20,7 +21,6 @@ from respgate.protocol.errors import (
     APIError,
     GenerationFailed,
     InvalidRequest,
-    NotFound,
     RateLimited,
     ServerError,
     UpstreamError,
@@ -103,11 +103,13 @@ class ResponsesService:
         store: ResponseStore,
         conversations: ConversationStore,
         router: Router,
+        max_context_bytes: int,
         regenerate_once: bool = True,
         omit_unsupported_tools: bool = False,
     ) -> None:
         self._store = store
         self._conversations = conversations
+        self._context = ContextLoader(responses=store, conversations=conversations, max_bytes=max_context_bytes)
         self._router = router
         self._regenerate_once = regenerate_once
         self._omit_unsupported_tools = omit_unsupported_tools
@@ -122,27 +124,7 @@ class ResponsesService:
         tools = resolve_tools(request, omit_unsupported=self._omit_unsupported_tools)
         text_format = resolve_text_format(request)
         new_items = normalize_input(request.input)
-        history: list[dict[str, Any]] = []
-        if request.previous_response_id is not None:
-            chain = await self._store.chain(request.previous_response_id, owner)
-            # An empty chain is an unknown id; a chain whose oldest link still points back has lost an
-            # ancestor (deleted): answering without it would silently drop part of the conversation.
-            missing = request.previous_response_id if not chain else chain[0].previous_response_id
-            if missing is not None:
-                raise InvalidRequest(
-                    f"Previous response with id '{missing}' not found.",
-                    param="previous_response_id",
-                    code="previous_response_not_found",
-                )
-            history = chain_items(chain)
-        conversation_id = _conversation_id(request)
-        if conversation_id is not None:
-            conversation = await self._conversations.items(conversation_id, owner)
-            if conversation is None:
-                # OpenAI answers an unknown conversation with a 404 that names no parameter.
-                raise NotFound(f"Conversation with id '{conversation_id}' not found.")
-            history = conversation
-        context = assemble(history, new_items)
+        context = await self._context.context(request, new_items, owner=owner)
         parallel = request.parallel_tool_calls is not False
         include = request.include or []
         call = ModelCall(
@@ -173,7 +155,7 @@ class ResponsesService:
             input_items=[item for item in new_items],
             tools=tools,
             call=call,
-            conversation_id=conversation_id,
+            conversation_id=conversation_of(request),
         )
 
     async def _start(self, prepared: Prepared) -> _Started:
@@ -362,11 +344,6 @@ class ResponsesService:
                 prepared.conversation_id,
                 prepared.response_id,
             )
-
-
-def _conversation_id(request: CreateResponse) -> str | None:
-    conversation = request.conversation
-    return conversation if isinstance(conversation, str) or conversation is None else conversation.id
 
 
 def _with_blobs(output: list[dict[str, Any]], blobs: dict[str, str]) -> list[dict[str, Any]]:

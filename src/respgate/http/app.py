@@ -83,6 +83,7 @@ class Gateway:
             store=opened_store,
             conversations=conversations,
             router=router,
+            max_context_bytes=settings.max_context_bytes or settings.max_body_bytes,
             omit_unsupported_tools=settings.unsupported_tools == "omit",
         )
         return cls(

@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 _RESPONSE_ERROR_CODES = frozenset(get_args(ResponseError.model_fields["code"].annotation))
 
 
+# The terminal event of a response in each status; a cancelled response has none.
+_TERMINAL = {"completed": "completed", "incomplete": "incomplete", "failed": "failed"}
+
+
 @dataclass(slots=True)
 class _PendingCall:
     name: str | None = None
@@ -117,6 +121,28 @@ class EventBuilder:
 
     def _snapshot(self) -> dict[str, Any]:
         return {**self._response, "output": []}
+
+    @classmethod
+    def replay(cls, response: dict[str, Any], *, obfuscate: bool = True) -> list[Event]:
+        """The stream of a stored response that kept no events, synthesised from the response itself:
+        the opening, each output item as one block (one delta per part, or for the arguments), and the
+        terminal event for its status."""
+        opening = {
+            **response,
+            "status": "in_progress",
+            "completed_at": None,
+            "error": None,
+            "incomplete_details": None,
+            "usage": None,
+        }
+        builder = cls(opening, tools=[], obfuscate=obfuscate)
+        out = builder.opening()
+        for index, item in enumerate(response.get("output") or []):
+            for event in events.item_events(index, item):
+                builder._emit(out, builder._noise(event) if event["type"].endswith(".delta") else event)
+        if (kind := _TERMINAL.get(response["status"])) is not None:
+            builder._emit(out, events.lifecycle(kind, response))
+        return out
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 

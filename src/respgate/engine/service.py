@@ -320,7 +320,9 @@ class ResponsesService:
             response=final,
             input_items=prepared.input_items,
         )
-        await self._store.save(record, events)
+        # Background responses keep their events: followers resume them by sequence number. Any other
+        # response is replayed from itself (`GET ?stream=true`), so its events are not stored twice over.
+        await self._store.save(record, events if prepared.background else None)
 
     async def _append_to_conversation(
         self, prepared: Prepared, final: dict[str, Any], blobs: dict[str, str]

@@ -73,28 +73,33 @@ def history_query(*, postgres: bool, max_links: int) -> Any:
             start.c.depth < literal_column(str(int(max_links))),
         )
     )
+    # The whole walk's measures, apart from the content: SQLite computes window functions over a
+    # temporary table of every column the query needs, which must not include the content.
+    measured = select(
+        *walk.c, func.max(walk.c.total).over().label("whole"), func.count().over().label("links")
+    ).subquery("measured")
     stored = responses.alias("stored")
     if postgres:
         output: Any = cast(cast(stored.c.response, JSON).op("->")(literal_column("'output'")), Text)
     else:
         output = func.json_extract(stored.c.response, literal_column("'$.output'"))
     load = and_(
-        walk.c.total <= bindparam("budget"),
-        walk.c.depth < literal_column(str(int(max_links))),
-        func.max(walk.c.total).over() <= bindparam("whole_budget"),
-        func.count().over() <= bindparam("whole_links"),
+        measured.c.total <= bindparam("budget"),
+        measured.c.depth < literal_column(str(int(max_links))),
+        measured.c.whole <= bindparam("whole_budget"),
+        measured.c.links <= bindparam("whole_links"),
     )
     return (
         select(
-            walk.c.id,
-            walk.c.previous_response_id,
-            walk.c.size,
-            walk.c.total,
+            measured.c.id,
+            measured.c.previous_response_id,
+            measured.c.size,
+            measured.c.total,
             case((load, stored.c.input_items)),
             case((load, output)),
         )
-        .select_from(walk.join(stored, stored.c.id == walk.c.id))
-        .order_by(walk.c.depth)
+        .select_from(measured.join(stored, stored.c.id == measured.c.id))
+        .order_by(measured.c.depth)
     )
 
 

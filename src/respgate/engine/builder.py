@@ -38,8 +38,10 @@ from respgate.providers.base import (
 log = logging.getLogger(__name__)
 
 # `Response.error.code` is an enum in the SDK's types; a code outside it (ours, like
-# `invalid_tool_arguments`) is reported as `server_error`, its detail kept in the message.
-_RESPONSE_ERROR_CODES = frozenset(get_args(ResponseError.model_fields["code"].annotation))
+# `invalid_tool_arguments`) is reported as `server_error`, its detail kept in the message. The one
+# exception is `store_error`: the answer was made but could not be kept, which a client must be able to
+# tell from a failed generation (the SDK builds stream events without validating them).
+_RESPONSE_ERROR_CODES = frozenset(get_args(ResponseError.model_fields["code"].annotation)) | {"store_error"}
 
 
 # The terminal event of a response in each status; a cancelled response has none.
@@ -219,6 +221,16 @@ class EventBuilder:
         self.final = response
         self._emit(out, events.lifecycle("failed", response))
         return out
+
+    def retract(self, error: APIError) -> list[Event]:
+        """`response.failed` with `error` in place of the terminal event just built, which was not sent.
+
+        For an answer that could not be kept: it is stored before its terminal event goes out.
+        """
+        terminal = self.events.pop()
+        assert terminal["type"] in ("response.completed", "response.incomplete", "response.failed"), terminal
+        self._sequence -= 1
+        return self.fail(error)
 
     def reset_pending(self) -> None:
         """Forget unreleased calls and the finish reason, before the model is asked again."""

@@ -279,8 +279,14 @@ class ResponsesService:
         finally:
             await _close(stream)
         assert builder.final is not None
-        await self._save(prepared, builder.final, builder.events, builder.reasoning_blobs)
-        await self._append_to_conversation(prepared, builder.final, builder.reasoning_blobs)
+        try:
+            await self._keep(prepared, builder.final, builder.events, builder.reasoning_blobs)
+        except ServerError as exc:
+            # Logged here, once: a stream reports it only as its terminal event.
+            log.error("response %s could not be stored", prepared.response_id, exc_info=exc)
+            if not (prepared.stream or prepared.background):
+                raise
+            batch = [*batch[:-1], *builder.retract(ServerError(exc.message, code="store_error"))]
         yield batch
 
     @staticmethod
@@ -323,6 +329,21 @@ class ResponsesService:
         # Background responses keep their events: followers resume them by sequence number. Any other
         # response is replayed from itself (`GET ?stream=true`), so its events are not stored twice over.
         await self._store.save(record, events if prepared.background else None)
+
+    async def _keep(
+        self, prepared: Prepared, final: dict[str, Any], events: list[Event], blobs: dict[str, str]
+    ) -> None:
+        """Store the response, then add its turn to its conversation: both, or (the store willing) neither."""
+        await self._save(prepared, final, events, blobs)
+        try:
+            await self._append_to_conversation(prepared, final, blobs)
+        except ServerError:
+            if prepared.store:
+                try:
+                    await self._store.delete(prepared.response_id, prepared.owner)
+                except ServerError:
+                    log.warning("response %s stays stored without its conversation turn", prepared.response_id)
+            raise
 
     async def _append_to_conversation(
         self, prepared: Prepared, final: dict[str, Any], blobs: dict[str, str]

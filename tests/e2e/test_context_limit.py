@@ -10,8 +10,12 @@ from typing import Any
 
 import openai
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 from support.harness import scripted, stream_events
 from support.openresponses import check_error_body
+
+from respgate.storage.retention import DAY, Retention
 
 pytestmark = pytest.mark.asyncio
 
@@ -161,6 +165,33 @@ async def test_a_chain_through_a_deleted_response_starts_after_the_gap_with_auto
     client = app.client()
     ids = await build_chain(client, 3)
     await client.responses.delete(ids[0])
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.responses.create(model="counting", input="next", previous_response_id=ids[-1])
+    assert caught.value.code == "previous_response_not_found"
+    assert caught.value.body["message"] == f"Previous response with id '{ids[0]}' not found."
+    kept = await client.responses.create(
+        model="counting", input="next", previous_response_id=ids[-1], truncation="auto"
+    )
+    assert kept.output_text == "Saw 2."
+
+
+async def test_a_chain_whose_oldest_responses_were_purged(make_app, stores, backend: str) -> None:
+    """Purged like deleted: refused naming the missing response, or with "auto" answered from what is left."""
+    app = await make_app(MODELS, backend=backend)
+    client = app.client()
+    ids = await build_chain(client, 3)
+    engine = create_async_engine(stores.urls[backend])
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text("UPDATE responses SET created_at = created_at - :age WHERE id = :id"),
+                {"age": 31 * DAY, "id": ids[0]},
+            )
+    finally:
+        await engine.dispose()
+    assert await Retention(app.gateway.store, days=30).purge_once() >= 1
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.retrieve(ids[0])
     with pytest.raises(openai.BadRequestError) as caught:
         await client.responses.create(model="counting", input="next", previous_response_id=ids[-1])
     assert caught.value.code == "previous_response_not_found"

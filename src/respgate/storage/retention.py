@@ -23,11 +23,12 @@ DAY = 86_400
 class Retention:
     """Purges responses older than `days`: at start, then every `interval` seconds (give or take 10 %).
 
-    Each batch is one short transaction of at most `batch` deletes (their events go by cascade), so
-    the purge never holds SQLite's write lock for long; the event loop runs between batches.
+    Each batch is one short transaction of at most `batch` deletes (their events go by cascade). After
+    each, the purge waits as long as the batch took: on SQLite every batch holds the one write lock,
+    and a backlog (the first purge of a full database) must leave it free half the time for requests.
     """
 
-    def __init__(self, store: ResponseStore, *, days: int, interval: float = 3600.0, batch: int = 500) -> None:
+    def __init__(self, store: ResponseStore, *, days: int, interval: float = 3600.0, batch: int = 200) -> None:
         self._store = store
         self._days = days
         self._interval = interval
@@ -37,12 +38,14 @@ class Retention:
         """Delete every finished response created more than `days` before `now`; how many."""
         before = int((time.time() if now is None else now) - self._days * DAY)
         purged = 0
+        loop = asyncio.get_running_loop()
         while True:
+            started = loop.time()
             deleted = await self._store.purge(before=before, limit=self._batch)
             purged += deleted
             if deleted < self._batch:
                 return purged
-            await asyncio.sleep(0)
+            await asyncio.sleep(loop.time() - started)
 
     async def run(self) -> None:
         """Purge until cancelled; a failed round is logged and tried again at the next."""

@@ -162,6 +162,7 @@ class ResponsesService:
         """Open a provider stream and wait for its first delta, failing over on retryable errors."""
         last: APIError | None = None
         unsupported: InvalidRequest | None = None
+        limited: list[RateLimited] = []
         for deployment in self._router.attempts(prepared.request.model):
             call = dataclasses.replace(
                 prepared.call, model=deployment.name, upstream_model=deployment.entry.target
@@ -176,7 +177,9 @@ class ResponsesService:
                 if isinstance(exc, UpstreamError) and not exc.retryable:
                     raise
                 log.warning("deployment %s failed before the first token: %s", deployment.label, exc.message)
-                self._router.record_failure(deployment)
+                retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+                limited += [exc] if isinstance(exc, RateLimited) else []
+                self._router.record_failure(deployment, retry_after=retry_after)
                 last = exc
                 continue
             except InvalidRequest as exc:
@@ -193,7 +196,7 @@ class ResponsesService:
             self._router.record_success(deployment)
             log.info("response %s served by %s", prepared.response_id, deployment.label)
             return _Started(deployment, call, stream, first)
-        error = last or unsupported
+        error = _soonest(limited) or last or unsupported
         assert error is not None
         raise error
 
@@ -367,6 +370,14 @@ class ResponsesService:
                 prepared.conversation_id,
                 prepared.response_id,
             )
+
+
+def _soonest(limited: list[RateLimited]) -> RateLimited | None:
+    """The 429 to answer with when deployments were rate limited, whatever else failed: it is the only
+    failure that says when trying again will work, and the soonest of those waits is the honest one."""
+    if not limited:
+        return None
+    return min(limited, key=lambda exc: float("inf") if exc.retry_after is None else exc.retry_after)
 
 
 def _with_blobs(output: list[dict[str, Any]], blobs: dict[str, str]) -> list[dict[str, Any]]:

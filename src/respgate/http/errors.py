@@ -21,7 +21,7 @@ def json_response(body: object, status: int = 200, *, headers: dict[str, str] | 
 
 
 def error_response(error: APIError) -> Response:
-    return json_response(error.body(), error.status_code)
+    return json_response(error.body(), error.status_code, headers=error.headers or None)
 
 
 async def on_api_error(request: Request, exc: Exception) -> Response:

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
 class APIError(Exception):
-    """An error that reaches the client as `{"error": {"message", "type", "param", "code"}}`."""
+    """An error that reaches the client as `{"error": {"message", "type", "param", "code"}}`.
+
+    `headers` go out with the HTTP answer (e.g. `Retry-After`).
+    """
 
     status_code = 500
     error_type = "server_error"
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.code = code
+        self.headers = dict(headers or {})
 
     def body(self) -> dict[str, Any]:
         return {
@@ -49,8 +61,21 @@ class PayloadTooLarge(APIError):
 
 
 class RateLimited(APIError):
+    """Too many requests; `retry_after`: the seconds to wait, when known (it is also in `headers`)."""
+
     status_code = 429
     error_type = "requests"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = "rate_limit_exceeded",
+        retry_after: float | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, code=code, headers=headers)
+        self.retry_after = retry_after
 
 
 class ServerError(APIError):

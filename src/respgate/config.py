@@ -79,6 +79,12 @@ class Settings(BaseModel):
     unsupported_tools: Literal["reject", "omit"] = "reject"
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     limits: Limits = Field(default_factory=Limits)
+    # Stored history a request continues from (previous_response_id, conversation), in bytes of JSON:
+    # by default as much as one request body may carry. Over it: `context_length_exceeded`, or with
+    # `truncation: "auto"` the oldest history is left out.
+    max_context_bytes: int | None = Field(default=None, ge=1024)
+    # Stored responses older than this many days are purged (OpenAI keeps them 30); null keeps them.
+    retention_days: int | None = Field(default=30, ge=1)
     keepalive_seconds: float = Field(default=15.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -12,8 +12,9 @@ from typing import Any
 
 from respgate.config import Limits
 from respgate.engine.builder import EventBuilder
-from respgate.engine.context import assemble, chain_items, for_conversation, for_model
+from respgate.engine.context import for_conversation, for_model
 from respgate.engine.events import Event
+from respgate.engine.history import ContextLoader, conversation_of
 from respgate.engine.intake import Intake, LoopTurns, checked
 from respgate.engine.response import base_response
 from respgate.engine.router import Deployment, Router
@@ -22,7 +23,6 @@ from respgate.protocol.errors import (
     APIError,
     GenerationFailed,
     InvalidRequest,
-    NotFound,
     RateLimited,
     ServerError,
     UpstreamError,
@@ -106,12 +106,14 @@ class ResponsesService:
         store: ResponseStore,
         conversations: ConversationStore,
         router: Router,
+        max_context_bytes: int,
         regenerate_once: bool = True,
         omit_unsupported_tools: bool = False,
         limits: Limits | None = None,
     ) -> None:
         self._store = store
         self._conversations = conversations
+        self._context = ContextLoader(responses=store, conversations=conversations, max_bytes=max_context_bytes)
         self._router = router
         self._regenerate_once = regenerate_once
         self.intake = Intake(limits=limits or Limits(), omit_unsupported_tools=omit_unsupported_tools)
@@ -125,27 +127,7 @@ class ResponsesService:
         request, tools, text_format, new_items = valid.request, valid.tools, valid.text_format, valid.new_items
         _check_combinations(request)
         model = self._router.canonical(request.model)
-        history: list[dict[str, Any]] = []
-        if request.previous_response_id is not None:
-            chain = await self._store.chain(request.previous_response_id, owner)
-            # An empty chain is an unknown id; a chain whose oldest link still points back has lost an
-            # ancestor (deleted): answering without it would silently drop part of the conversation.
-            missing = request.previous_response_id if not chain else chain[0].previous_response_id
-            if missing is not None:
-                raise InvalidRequest(
-                    f"Previous response with id '{missing}' not found.",
-                    param="previous_response_id",
-                    code="previous_response_not_found",
-                )
-            history = chain_items(chain)
-        conversation_id = _conversation_id(request)
-        if conversation_id is not None:
-            conversation = await self._conversations.items(conversation_id, owner)
-            if conversation is None:
-                # OpenAI answers an unknown conversation with a 404 that names no parameter.
-                raise NotFound(f"Conversation with id '{conversation_id}' not found.")
-            history = conversation
-        context = assemble(history, new_items)
+        context = await self._context.context(request, new_items, owner=owner)
         parallel = request.parallel_tool_calls is not False
         include = request.include or []
         call = ModelCall(
@@ -176,7 +158,7 @@ class ResponsesService:
             input_items=[item for item in new_items],
             tools=tools,
             call=call,
-            conversation_id=conversation_id,
+            conversation_id=conversation_of(request),
         )
 
     async def _start(self, prepared: Prepared) -> _Started:
@@ -305,8 +287,14 @@ class ResponsesService:
         finally:
             await _close(stream)
         assert builder.final is not None
-        await self._save(prepared, builder.final, builder.events, builder.reasoning_blobs)
-        await self._append_to_conversation(prepared, builder.final, builder.reasoning_blobs)
+        try:
+            await self._keep(prepared, builder.final, builder.events, builder.reasoning_blobs)
+        except ServerError as exc:
+            if not (prepared.stream or prepared.background):
+                raise  # a plain 500, logged where every 5xx answer is
+            # A stream reports it only as its terminal event: logged here, once.
+            log.error("response %s could not be stored: %s", prepared.response_id, log_safe_trace(exc))
+            batch = [*batch[:-1], *builder.retract(ServerError(exc.message, code="store_error"))]
         yield batch
 
     @staticmethod
@@ -346,7 +334,24 @@ class ResponsesService:
             response=final,
             input_items=prepared.input_items,
         )
-        await self._store.save(record, events)
+        # Background responses keep their events: followers resume them by sequence number. Any other
+        # response is replayed from itself (`GET ?stream=true`), so its events are not stored twice over.
+        await self._store.save(record, events if prepared.background else None)
+
+    async def _keep(
+        self, prepared: Prepared, final: dict[str, Any], events: list[Event], blobs: dict[str, str]
+    ) -> None:
+        """Store the response, then add its turn to its conversation: both, or (the store willing) neither."""
+        await self._save(prepared, final, events, blobs)
+        try:
+            await self._append_to_conversation(prepared, final, blobs)
+        except ServerError:
+            if prepared.store:
+                try:
+                    await self._store.delete(prepared.response_id, prepared.owner)
+                except ServerError:
+                    log.warning("response %s stays stored without its conversation turn", prepared.response_id)
+            raise
 
     async def _append_to_conversation(
         self, prepared: Prepared, final: dict[str, Any], blobs: dict[str, str]
@@ -378,11 +383,6 @@ def _soonest(limited: list[RateLimited]) -> RateLimited | None:
     if not limited:
         return None
     return min(limited, key=lambda exc: float("inf") if exc.retry_after is None else exc.retry_after)
-
-
-def _conversation_id(request: CreateResponse) -> str | None:
-    conversation = request.conversation
-    return conversation if isinstance(conversation, str) or conversation is None else conversation.id
 
 
 def _with_blobs(output: list[dict[str, Any]], blobs: dict[str, str]) -> list[dict[str, Any]]:

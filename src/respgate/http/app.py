@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +25,7 @@ from respgate.http.routes import Routes
 from respgate.protocol.errors import APIError
 from respgate.providers.base import ManagedProvider, Provider
 from respgate.storage.base import ConversationStore, ResponseStore
+from respgate.storage.retention import Retention
 from respgate.storage.sql import SqlResponseStore, open_store
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,7 @@ class Gateway:
             store=opened_store,
             conversations=conversations,
             router=router,
+            max_context_bytes=settings.max_context_bytes or settings.max_body_bytes,
             omit_unsupported_tools=settings.unsupported_tools == "omit",
             limits=settings.limits,
         )
@@ -129,9 +132,16 @@ def create_app(gateway: Gateway, *, manage: bool = False) -> ASGIApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        purging: asyncio.Task[None] | None = None
+        if settings.retention_days is not None:
+            purging = asyncio.create_task(Retention(gateway.store, days=settings.retention_days).run())
         try:
             yield
         finally:
+            if purging is not None:
+                purging.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await purging
             if manage:
                 await gateway.aclose()
 

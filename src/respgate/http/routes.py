@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from respgate.engine.background import BackgroundJobs
+from respgate.engine.builder import EventBuilder
 from respgate.engine.events import Event
 from respgate.engine.router import Router
 from respgate.engine.service import ResponsesService
@@ -99,7 +100,15 @@ class Routes:
                 return EventStreamResponse(_framed_batches(job.follow(after)), keepalive=self._keepalive)
             events = await self._store.events(response_id, owner)
             if events is None:
-                raise _not_found(response_id)
+                # Only background responses keep their events (followers resume them by number); any
+                # other is replayed from the response it stored.
+                record = await self._store.get(response_id, owner)
+                if record is None:
+                    raise _not_found(response_id)
+                obfuscate = request.query_params.get("include_obfuscation") is None or flag(
+                    request, "include_obfuscation"
+                )
+                events = EventBuilder.replay(_visible(record.response, include), obfuscate=obfuscate)
             replay = [event for event in events if event["sequence_number"] > after]
             return EventStreamResponse(_replay(replay), keepalive=self._keepalive)
         if job is not None and (snapshot := job.snapshot()) is not None:

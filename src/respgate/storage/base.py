@@ -19,6 +19,23 @@ class StoredResponse:
     input_items: list[dict[str, Any]]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class History:
+    """The stored items a request continues from, oldest first, as far as they fit a byte budget.
+
+    Sizes are bytes of stored JSON. `size` counts the whole history, loaded or not; `loaded` counts
+    `items`. `truncated` says older items were left out: those beyond the budget (or, for a chain, beyond
+    the longest walk), or all of them when the caller asked for all or nothing. For a chain, `gap` names
+    an ancestor that is gone (deleted, purged, or another owner's): what came before it is unknown.
+    """
+
+    items: list[dict[str, Any]]
+    size: int
+    loaded: int
+    truncated: bool
+    gap: str | None = None
+
+
 class ResponseStore(Protocol):
     async def save(self, record: StoredResponse, events: list[dict[str, Any]] | None = None) -> None:
         """Insert or replace a response (and, if given, its streamed events) in one transaction."""
@@ -26,8 +43,12 @@ class ResponseStore(Protocol):
 
     async def get(self, response_id: str, owner: str) -> StoredResponse | None: ...
 
-    async def chain(self, response_id: str, owner: str) -> list[StoredResponse]:
-        """`response_id` and all its ancestors through `previous_response_id`, oldest first; [] if unknown."""
+    async def history(self, response_id: str, owner: str, *, budget: int, truncate: bool) -> History | None:
+        """The items of `response_id` and its ancestors (each response's input, then its output); None if unknown.
+
+        Whole responses are loaded, newest first, while they fit `budget`; without `truncate`, nothing is
+        loaded unless all of them fit. Sizes are measured before anything is read.
+        """
         ...
 
     async def events(self, response_id: str, owner: str) -> list[dict[str, Any]] | None:
@@ -35,6 +56,13 @@ class ResponseStore(Protocol):
         ...
 
     async def delete(self, response_id: str, owner: str) -> bool: ...
+
+    async def purge(self, *, before: int, limit: int) -> int:
+        """Delete up to `limit` of the oldest finished responses created before `before` (unix seconds).
+
+        Any owner's; queued and running responses are kept. Returns how many were deleted.
+        """
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -90,8 +118,12 @@ class ConversationStore(Protocol):
         """
         ...
 
-    async def items(self, conversation_id: str, owner: str) -> list[dict[str, Any]] | None:
-        """Every item, oldest first; None if no such conversation."""
+    async def history(self, conversation_id: str, owner: str, *, budget: int, truncate: bool) -> History | None:
+        """The items, oldest first; None if no such conversation.
+
+        The newest items are loaded while they fit `budget`; without `truncate`, nothing is loaded unless
+        all of them fit. Sizes are summed before anything is read.
+        """
         ...
 
     async def list_items(

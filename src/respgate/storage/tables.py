@@ -6,7 +6,7 @@ mirror the head revision and must change together with a new revision.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, ForeignKey, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, MetaData, String, Table, Text, UniqueConstraint
 
 metadata = MetaData()
 
@@ -19,8 +19,13 @@ responses = Table(
     Column("status", String, nullable=False),
     # No foreign key on purpose: deleting an ancestor must leave its descendants in place.
     Column("previous_response_id", String, nullable=True),
+    # The bytes this response adds to a continuing request's context: its input items' JSON plus its
+    # output items' JSON. Read instead of the content when a chain is measured against the cap.
+    Column("size", BigInteger, nullable=False, server_default="0"),
     Column("response", Text, nullable=False),
     Column("input_items", Text, nullable=False),
+    # The retention purge takes the oldest responses first.
+    Index("ix_responses_created_at", "created_at"),
 )
 
 response_events = Table(
@@ -56,6 +61,8 @@ conversation_items = Table(
     ),
     Column("position", BigInteger, primary_key=True),
     Column("item_id", String, nullable=False),
+    # The item's JSON bytes, summed against the context cap without reading the items.
+    Column("size", BigInteger, nullable=False, server_default="0"),
     Column("item", Text, nullable=False),
     UniqueConstraint("conversation_id", "item_id", name="uq_conversation_items_item_id"),
 )

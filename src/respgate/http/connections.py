@@ -67,13 +67,14 @@ class ConnectionTable:
         # Connections holding unfinished headers, oldest first, and the bytes they hold.
         self.heads: dict[GuardedHttpToolsProtocol, None] = {}
         self.pending_header_bytes = 0
-        self._warned = 0.0
+        self._warned: dict[str, float] = {}
 
-    def evict_idle(self) -> bool:
+    def evict_idle(self, open_connections: int) -> bool:
         """Close the longest-idle connection that is not in a request; False when there is none."""
         victim = next(iter(self.idle), None)
         if victim is None:
             return False
+        self.warn("%d connections, the cap is %d: closing the longest-idle ones", open_connections, self.cap)
         victim.give_way()
         return True
 
@@ -84,10 +85,10 @@ class ConnectionTable:
             next(iter(self.heads)).give_way()
 
     def warn(self, message: str, *args: object) -> None:
-        """Log at most every few seconds: a flood must not flood the log too."""
+        """Log each kind of message at most every few seconds: a flood must not flood the log too."""
         now = time.monotonic()
-        if now - self._warned >= _WARN_EVERY:
-            self._warned = now
+        if now - self._warned.get(message, -_WARN_EVERY) >= _WARN_EVERY:
+            self._warned[message] = now
             log.warning(message, *args)
 
 
@@ -129,7 +130,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         table = self.table
-        if len(self.connections) > table.cap and not table.evict_idle():
+        if len(self.connections) > table.cap and not table.evict_idle(len(self.connections)):
             if len(self.connections) > table.hard_cap:
                 transport.abort()
                 return

@@ -9,6 +9,7 @@ and httptools buffers headers without bound. This protocol adds, per connection:
 - a header size limit, checked before the bytes reach the parser: 431;
 - a body timeout, the longest pause between two pieces of a body: the connection is closed, so the
   app sees `http.disconnect` and never gets a request it cannot finish;
+- an answer sent before the body was read (a 413, say) ends the connection, instead of reading on;
 
 and, per server (`ConnectionTable`), a connection cap and a budget for unfinished headers. At the cap a
 new connection pushes out the connection that has been idle longest without a request in the app (a

@@ -65,6 +65,31 @@ class Limits(BaseModel):
     max_schema_string_chars: int = Field(default=120_000, ge=1)
 
 
+class ServerSettings(BaseModel):
+    """How the HTTP server keeps connections from being hoarded (`server:` in the config file).
+
+    Timeouts are in seconds. A connection past `max_connections` first pushes out the longest-idle
+    connection that is not in a request; when every one is busy it gets a 503 with `Retry-After`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    # From accepting a connection (or the first byte of a keep-alive request) to the end of its headers.
+    header_timeout: float = Field(default=10.0, gt=0)
+    # The longest pause between two pieces of a request body.
+    body_timeout: float = Field(default=30.0, gt=0)
+    # A kept-alive connection with no request in flight is closed after this long (whole seconds).
+    idle_timeout: int = Field(default=30, ge=1)
+    # Request line plus headers of one request: past it, a 431.
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024)
+    # Unfinished headers held across all connections: past it, the oldest unfinished ones are dropped.
+    max_pending_header_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)
+    # Open client connections; also bounded by the file-descriptor limit minus `reserved_fds`.
+    max_connections: int = Field(default=10_000, ge=1)
+    # Descriptors kept for the store, the upstreams and answering refused connections.
+    reserved_fds: int = Field(default=1024, ge=16)
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -87,6 +112,7 @@ class Settings(BaseModel):
     retention_days: int | None = Field(default=30, ge=1)
     keepalive_seconds: float = Field(default=15.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    server: ServerSettings = Field(default_factory=ServerSettings)
 
     @model_validator(mode="after")
     def _default_model_is_configured(self) -> Settings:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
@@ -20,7 +21,13 @@ from respgate.engine.service import ResponsesService
 from respgate.engine.tokens import InputTokenCounter
 from respgate.http.auth import KeyChecker
 from respgate.http.conversations import ConversationRoutes
-from respgate.http.errors import RequestIdMiddleware, on_api_error, on_http_error, on_unexpected
+from respgate.http.errors import (
+    RequestIdMiddleware,
+    on_api_error,
+    on_client_disconnect,
+    on_http_error,
+    on_unexpected,
+)
 from respgate.http.routes import Routes
 from respgate.protocol.errors import APIError
 from respgate.providers.base import ManagedProvider, Provider
@@ -161,6 +168,7 @@ def create_app(gateway: Gateway, *, manage: bool = False) -> ASGIApp:
         exception_handlers={
             APIError: on_api_error,
             HTTPException: on_http_error,
+            ClientDisconnect: on_client_disconnect,
             Exception: on_unexpected,
         },
         lifespan=lifespan,

@@ -61,6 +61,13 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(sorted(methods))
 
 
+async def on_client_disconnect(request: Request, exc: Exception) -> Response:
+    # The client left while sending its body (or the server's body timeout dropped it): nobody is
+    # there to answer, and it is not a server fault, so it is not logged as one.
+    log.info("%s %s: the client left before its request body was complete", request.method, request.url.path)
+    return Response(status_code=400)
+
+
 async def on_unexpected(request: Request, exc: Exception) -> Response:
     log.error("%s %s failed: %s", request.method, request.url.path, log_safe_trace(exc))
     return json_response(server_error_body(), 500)

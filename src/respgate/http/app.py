@@ -23,7 +23,7 @@ from respgate.http.errors import RequestIdMiddleware, on_api_error, on_http_erro
 from respgate.http.routes import Routes
 from respgate.protocol.errors import APIError
 from respgate.providers.base import ManagedProvider, Provider
-from respgate.storage.base import ConversationStore, ResponseStore
+from respgate.storage.base import ConversationStore, JobStore, ResponseStore
 from respgate.storage.sql import SqlResponseStore, open_store
 
 log = logging.getLogger(__name__)
@@ -50,10 +50,11 @@ class Gateway:
         build_provider: ProviderFactory,
         store: ResponseStore | None = None,
         conversations: ConversationStore | None = None,
+        jobs: JobStore | None = None,
     ) -> Gateway:
         """Start the providers and open the stores; a given `store` is used (and closed) as it is.
 
-        `conversations` defaults to the conversation store of a SQL `store`.
+        `conversations` and `jobs` default to the conversation and job stores of a SQL `store`.
         """
         router = Router(
             entries=settings.models,
@@ -64,11 +65,12 @@ class Gateway:
         )
         started: list[ManagedProvider] = []
         opened_store = store or await open_store(settings.resolved_database_url())
-        if conversations is None:
+        if conversations is None or jobs is None:
             if not isinstance(opened_store, SqlResponseStore):
                 await opened_store.aclose()
-                raise TypeError("a store that is not a SqlResponseStore needs its own conversations store")
-            conversations = opened_store.conversations
+                raise TypeError("a store that is not a SqlResponseStore needs its own conversation and job stores")
+            conversations = conversations or opened_store.conversations
+            jobs = jobs or opened_store.jobs
         try:
             for provider in router.providers():
                 if isinstance(provider, ManagedProvider):
@@ -85,16 +87,19 @@ class Gateway:
             router=router,
             omit_unsupported_tools=settings.unsupported_tools == "omit",
         )
+        background = BackgroundJobs(service=service, store=opened_store, jobs=jobs, settings=settings.background)
+        background.start()
         return cls(
             settings=settings,
             store=opened_store,
             conversations=conversations,
             router=router,
             service=service,
-            jobs=BackgroundJobs(service=service),
+            jobs=background,
         )
 
     async def aclose(self) -> None:
+        # First, while providers and store still work: running background jobs get their grace period.
         await self.jobs.aclose()
         for provider in self.router.providers():
             if isinstance(provider, ManagedProvider):

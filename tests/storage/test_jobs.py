@@ -49,6 +49,12 @@ def job(created_at: int = 1_000, **fields: object) -> BackgroundJob:
     )
 
 
+async def add_waiting(store: SqlResponseStore, waiting: BackgroundJob) -> None:
+    """A job nobody holds, as a process at its concurrency cap leaves one once its response is stored."""
+    await store.jobs.add(waiting, holder="submitter", lease_seconds=LEASE)
+    await store.jobs.release("submitter", [waiting.response_id], refund=True)
+
+
 async def until(probe: Callable[[], Awaitable[object]], *, attempts: int = 400) -> object:
     """Poll `probe` until it returns something truthy (bounded by a count of short sleeps)."""
     for _ in range(attempts):
@@ -61,7 +67,7 @@ async def until(probe: Callable[[], Awaitable[object]], *, attempts: int = 400) 
 async def test_a_waiting_job_is_claimed_once_with_its_request(replicas: OpenStore) -> None:
     first, second = await replicas(), await replicas()
     waiting = job()
-    await first.jobs.add(waiting, holder=None, lease_seconds=LEASE)
+    await add_waiting(first, waiting)
     claimed = await second.jobs.claim("second", limit=5, lease_seconds=LEASE)
     assert claimed == [replace(waiting, attempts=1)]
     assert await first.jobs.claim("first", limit=5, lease_seconds=LEASE) == []
@@ -89,7 +95,7 @@ async def test_claims_take_the_oldest_first_and_at_most_the_limit(replicas: Open
     store = await replicas()
     queued = [job(created_at=1_000 + offset) for offset in (3, 1, 2)]
     for each in queued:
-        await store.jobs.add(each, holder=None, lease_seconds=LEASE)
+        await add_waiting(store, each)
     first = await store.jobs.claim("me", limit=2, lease_seconds=LEASE)
     assert [each.created_at for each in first] == [1_001, 1_002]
     assert [each.created_at for each in await store.jobs.claim("me", limit=2, lease_seconds=LEASE)] == [1_003]
@@ -99,7 +105,7 @@ async def test_concurrent_claimers_never_share_a_job(replicas: OpenStore) -> Non
     stores = [await replicas() for _ in range(3)]
     queued = [job(created_at=1_000 + offset) for offset in range(30)]
     for each in queued:
-        await stores[0].jobs.add(each, holder=None, lease_seconds=LEASE)
+        await add_waiting(stores[0], each)
 
     async def drain(store: SqlResponseStore, name: str) -> list[str]:
         taken: list[str] = []
@@ -141,7 +147,7 @@ async def test_finish_deletes_only_what_the_holder_holds(replicas: OpenStore) ->
 async def test_cancel_takes_a_job_nobody_runs_and_flags_a_running_one(replicas: OpenStore) -> None:
     first, second = await replicas(), await replicas()
     waiting, running = job(), job()
-    await first.jobs.add(waiting, holder=None, lease_seconds=LEASE)
+    await add_waiting(first, waiting)
     await first.jobs.add(running, holder="first", lease_seconds=LEASE)
     # Another owner's cancel finds nothing.
     assert (

@@ -77,10 +77,10 @@ class BackgroundJobs:
         return job if job is not None and job.prepared.owner == owner else None
 
     async def submit(self, prepared: Prepared) -> dict[str, Any]:
-        """Queue the work (run here if a slot is free) and return the queued response."""
+        """Queue the work (run here if a slot is free, else left to any process) and return the queued response."""
         response_id = prepared.response_id
-        held = not self._draining and len(self._held) < self._settings.concurrency
-        if held:
+        runs_here = not self._draining and len(self._held) < self._settings.concurrency
+        if runs_here:
             self._held.add(response_id)
         job = BackgroundJob(
             response_id=response_id,
@@ -89,14 +89,20 @@ class BackgroundJobs:
             request=_resumable_request(prepared),
         )
         try:
-            await self._jobs.add(job, holder=self._holder if held else None, lease_seconds=self._lease)
+            # Held from the start, so that no process claims it before its queued response is stored (and
+            # then drops it as never acknowledged, which is what it does if this process dies right here).
+            await self._jobs.add(job, holder=self._holder, lease_seconds=self._lease)
             queued = await self._service.enqueue(prepared)
         except BaseException:
-            # A job whose queued response was never stored was never acknowledged: whoever claims it drops it.
             self._held.discard(response_id)
             raise
-        if held:
+        if runs_here:
             self._run(prepared)
+        else:
+            try:
+                await self._jobs.release(self._holder, [response_id], refund=True)
+            except ServerError as exc:
+                log.warning("background response %s waits for its lease to run out: %s", response_id, exc)
         return queued
 
     async def follow(self, response_id: str, owner: str, after: int = -1) -> AsyncIterator[list[Event]]:

@@ -133,8 +133,8 @@ class JobStore(Protocol):
     a job does so atomically, so two processes never hold one job at once.
     """
 
-    async def add(self, job: BackgroundJob, *, holder: str | None, lease_seconds: float) -> None:
-        """Insert a job, held by `holder` (counted as its first attempt) or, with None, waiting."""
+    async def add(self, job: BackgroundJob, *, holder: str, lease_seconds: float) -> None:
+        """Insert a job held by `holder`, counted as its first attempt."""
         ...
 
     async def claim(self, holder: str, *, limit: int, lease_seconds: float) -> list[BackgroundJob]:

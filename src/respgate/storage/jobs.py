@@ -45,16 +45,16 @@ class SqlJobStore:
     def _lease_end(self, lease_seconds: float) -> ColumnElement[int]:
         return self._now + int(lease_seconds * 1000)
 
-    async def add(self, job: BackgroundJob, *, holder: str | None, lease_seconds: float) -> None:
-        """Insert a job, held by `holder` (counted as its first attempt) or, with None, waiting."""
+    async def add(self, job: BackgroundJob, *, holder: str, lease_seconds: float) -> None:
+        """Insert a job held by `holder`, counted as its first attempt."""
         statement = insert(jobs).values(
             response_id=job.response_id,
             owner=job.owner,
             created_at=job.created_at,
             request=None if job.request is None else orjson.dumps(job.request).decode(),
-            attempts=job.attempts + (1 if holder is not None else 0),
+            attempts=job.attempts + 1,
             holder=holder,
-            lease_expires_at=self._lease_end(lease_seconds) if holder is not None else 0,
+            lease_expires_at=self._lease_end(lease_seconds),
             cancel_requested=job.cancel_requested,
         )
 

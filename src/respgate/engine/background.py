@@ -276,7 +276,8 @@ class BackgroundJobs:
             return
         if self._draining or response_id not in self._held:
             return  # shutting down (the job is released with the rest), or the lease was lost meanwhile
-        log.info("resuming background response %s (attempt %d)", response_id, claimed.attempts)
+        if claimed.attempts > 1:
+            log.warning("running background response %s again (attempt %d)", response_id, claimed.attempts)
         self._run(prepared)
 
     # -- leases ---------------------------------------------------------------------------------------------

@@ -56,8 +56,10 @@ class BackgroundJobs:
         self._jobs = jobs
         self._settings = settings
         self._holder = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
-        # Jobs whose lease this process holds (each takes a slot), and those of them running here.
+        # Jobs whose lease this process holds and renews (each takes a slot), jobs being queued with a slot
+        # kept for them (their lease not yet written), and the jobs running here.
         self._held: set[str] = set()
+        self._starting: set[str] = set()
         self._running: dict[str, Job] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._resumes: set[asyncio.Task[None]] = set()
@@ -79,9 +81,9 @@ class BackgroundJobs:
     async def submit(self, prepared: Prepared) -> dict[str, Any]:
         """Queue the work (run here if a slot is free, else left to any process) and return the queued response."""
         response_id = prepared.response_id
-        runs_here = not self._draining and len(self._held) < self._settings.concurrency
+        runs_here = not self._draining and self._free_slots() > 0
         if runs_here:
-            self._held.add(response_id)
+            self._starting.add(response_id)
         job = BackgroundJob(
             response_id=response_id,
             owner=prepared.owner,
@@ -92,10 +94,14 @@ class BackgroundJobs:
             # Held from the start, so that no process claims it before its queued response is stored (and
             # then drops it as never acknowledged, which is what it does if this process dies right here).
             await self._jobs.add(job, holder=self._holder, lease_seconds=self._lease)
+            if runs_here:
+                self._held.add(response_id)
             queued = await self._service.enqueue(prepared)
         except BaseException:
             self._held.discard(response_id)
             raise
+        finally:
+            self._starting.discard(response_id)
         if runs_here:
             self._run(prepared)
         else:
@@ -139,7 +145,6 @@ class BackgroundJobs:
             return
         outcome = await self._jobs.cancel(response_id, owner, holder=self._holder, lease_seconds=self._lease)
         if outcome == "taken":
-            self._held.add(response_id)
             await self._settle(response_id, owner, error=None)
         elif outcome == "requested":
             deadline = time.monotonic() + self._lease + 2 * self._settings.heartbeat_seconds
@@ -217,6 +222,7 @@ class BackgroundJobs:
     async def _after_run(self, response_id: str, owner: str, *, cancelled: bool) -> None:
         """Finish the job whose final state the run stored; if it stored none (a store failure, a cancel
         before the first token), store it cancelled as asked, or leave it to be run again."""
+        self._held.discard(response_id)  # ending: no more renewals
         try:
             record = await self._store.get(response_id, owner)
             if record is not None and record.status in UNFINISHED:
@@ -230,14 +236,11 @@ class BackgroundJobs:
         except ServerError as exc:
             log.warning("background response %s: %s; its lease will run out and be taken over", response_id, exc)
         finally:
-            self._let_go(response_id)
-
-    def _let_go(self, response_id: str) -> None:
-        self._held.discard(response_id)
-        self._wake.set()
+            self._wake.set()  # a slot is free
 
     async def _settle(self, response_id: str, owner: str, *, error: APIError | None) -> None:
         """Store a response nobody runs as failed with `error` (else cancelled), then finish its job."""
+        self._held.discard(response_id)
         try:
             record = await self._store.get(response_id, owner)
             if record is not None and record.status in UNFINISHED:
@@ -246,7 +249,7 @@ class BackgroundJobs:
         except ServerError as exc:
             log.warning("background response %s: %s; its lease will run out and be taken over", response_id, exc)
         finally:
-            self._let_go(response_id)
+            self._wake.set()
 
     async def _resume(self, claimed: BackgroundJob) -> None:
         """Run a claimed job again from its input, or end it if it cannot or need not run."""
@@ -255,12 +258,14 @@ class BackgroundJobs:
             record = await self._store.get(response_id, owner)
             if record is None or record.status not in UNFINISHED:
                 # Never acknowledged, deleted, or ended by a process that died before letting go.
+                self._held.discard(response_id)
                 await self._jobs.finish(self._holder, response_id)
-                self._let_go(response_id)
+                self._wake.set()
                 return
         except ServerError as exc:
             log.warning("background response %s: %s; its lease will run out and be taken over", response_id, exc)
-            self._let_go(response_id)
+            self._held.discard(response_id)
+            self._wake.set()
             return
         error = _not_resumable(claimed, self._settings.max_attempts)
         if claimed.cancel_requested or error is not None:
@@ -331,8 +336,11 @@ class BackgroundJobs:
         if (job := self._running.get(response_id)) is not None:
             job.stop(hand_off=True)
 
+    def _free_slots(self) -> int:
+        return self._settings.concurrency - len(self._held) - len(self._starting)
+
     async def _claim(self) -> None:
-        free = self._settings.concurrency - len(self._held)
+        free = self._free_slots()
         if free < 1:
             return
         for claimed in await self._jobs.claim(self._holder, limit=free, lease_seconds=self._lease):

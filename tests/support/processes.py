@@ -1,7 +1,7 @@
 """Real `python -m respgate serve` processes sharing one database, to be killed (SIGKILL) or stopped (SIGTERM).
 
 - `ServerProcess(settings, directory, name)`: writes `settings` as the YAML config, starts the server on a
-  free loopback port and waits until `/healthz` answers; `kill()` sends SIGKILL, `terminate()` SIGTERM (both wait for the exit).
+  free loopback port and waits until it answers; `kill()` sends SIGKILL, `terminate()` SIGTERM (both wait for the exit).
 - `Servers`: starts them and SIGKILLs whatever still runs when the test ends.
 - `database_for(backend, tmp_path)`: a SQLite file, or a new PostgreSQL database dropped afterwards.
 """
@@ -40,12 +40,28 @@ class ServerProcess:
         self.name = name
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
+        # A model only this process has: readiness is checked against it, so that a server of someone else's
+        # that took the port in the meantime is not mistaken for this one.
+        self._marker = f"marker-{secrets.token_hex(8)}"
+        marked = {**settings, "models": [*settings["models"], {"name": self._marker, "provider": "scripted"}]}
+        keys = settings.get("api_keys") or []
+        self._headers = {"Authorization": f"Bearer {keys[0]}"} if keys else {}
         self._config = directory / f"{name}.yaml"
-        self._config.write_text(yaml.safe_dump(settings), encoding="utf-8")
+        self._config.write_text(yaml.safe_dump(marked), encoding="utf-8")
         self.log = directory / f"{name}.log"
         self._process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> ServerProcess:
+        # The free port is found before the server binds it: another process on the machine may take it
+        # first, and the server then exits at once; it gets another port.
+        for _ in range(5):
+            if await self._start_on_port():
+                return self
+            self.port = _free_port()
+            self.base_url = f"http://127.0.0.1:{self.port}"
+        raise RuntimeError(f"{self.name} found no free port:\n{self.tail()}")
+
+    async def _start_on_port(self) -> bool:
         with self.log.open("ab") as log:
             self._process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -57,10 +73,13 @@ class ServerProcess:
         async with httpx.AsyncClient() as client:
             while True:
                 if self._process.returncode is not None:
+                    if "address already in use" in self.tail(5):
+                        return False
                     raise RuntimeError(f"{self.name} exited with {self._process.returncode}:\n{self.tail()}")
                 try:
-                    if (await client.get(f"{self.base_url}/healthz", timeout=2)).status_code == 200:
-                        return self
+                    reply = await client.get(f"{self.base_url}/v1/models", headers=self._headers, timeout=2)
+                    if reply.status_code == 200 and self._marker in reply.text:
+                        return True
                 except httpx.TransportError:
                     pass
                 if time.monotonic() > deadline:

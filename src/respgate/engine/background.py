@@ -94,14 +94,15 @@ class BackgroundJobs:
             # Held from the start, so that no process claims it before its queued response is stored (and
             # then drops it as never acknowledged, which is what it does if this process dies right here).
             await self._jobs.add(job, holder=self._holder, lease_seconds=self._lease)
-            if runs_here:
-                self._held.add(response_id)
+        finally:
+            self._starting.discard(response_id)
+        if runs_here:
+            self._held.add(response_id)
+        try:
             queued = await self._service.enqueue(prepared)
         except BaseException:
             self._held.discard(response_id)
             raise
-        finally:
-            self._starting.discard(response_id)
         if runs_here:
             self._run(prepared)
         else:

@@ -90,6 +90,33 @@ class ServerSettings(BaseModel):
     reserved_fds: int = Field(default=1024, ge=16)
 
 
+class BackgroundSettings(BaseModel):
+    """Background responses: owned through a lease in the database, run again elsewhere if their process dies.
+
+    A response whose process dies is taken over by a live process within `lease_seconds` +
+    `heartbeat_seconds` (35 s with the defaults), and run again from its input, or marked failed once it
+    has been started `max_attempts` times.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    # How long a process owns a job without renewing its lease.
+    lease_seconds: float = Field(default=30.0, gt=0)
+    # How often a process renews its leases, looks for jobs to take over, and checks for cancels.
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+    # At shutdown, how long running jobs may take to finish before they are left to another process.
+    grace_seconds: float = Field(default=15.0, ge=0)
+    # Jobs one process runs at once; the rest wait in the database for any process with a free slot.
+    concurrency: int = Field(default=16, ge=1)
+
+    @model_validator(mode="after")
+    def _heartbeat_fits_the_lease(self) -> BackgroundSettings:
+        if self.heartbeat_seconds * 2 > self.lease_seconds:
+            raise ValueError("background.heartbeat_seconds must be at most half of background.lease_seconds")
+        return self
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -113,6 +140,7 @@ class Settings(BaseModel):
     keepalive_seconds: float = Field(default=15.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     server: ServerSettings = Field(default_factory=ServerSettings)
+    background: BackgroundSettings = Field(default_factory=BackgroundSettings)
 
     @model_validator(mode="after")
     def _default_model_is_configured(self) -> Settings:

@@ -53,6 +53,7 @@ async def _app(stores: Any, *, failing: bool) -> App:
         build_provider=build_provider,
         store=FailingSaves(store) if failing else store,
         conversations=store.conversations,
+        jobs=store.jobs,
     )
     return App(gateway)
 

@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,10 +118,19 @@ class ResponsesService:
         self._regenerate_once = regenerate_once
         self.intake = Intake(limits=limits or Limits(), omit_unsupported_tools=omit_unsupported_tools)
 
-    async def prepare(self, body: Any, *, owner: str, body_bytes: int = 0) -> Prepared:
+    async def prepare(
+        self,
+        body: Any,
+        *,
+        owner: str,
+        body_bytes: int = 0,
+        response_id: str | None = None,
+        created_at: int | None = None,
+    ) -> Prepared:
         """Everything that can fail before a model is asked: a failure here is a plain HTTP error.
 
         `body_bytes`, the size of the body as received, decides whether checking it is worth a thread.
+        A background response run again after its process died keeps its `response_id` and `created_at`.
         """
         valid = await checked(body_bytes, self.intake.create, body)
         request, tools, text_format, new_items = valid.request, valid.tools, valid.text_format, valid.new_items
@@ -152,8 +161,8 @@ class ResponsesService:
         return Prepared(
             request=request,
             owner=owner,
-            response_id=new_id("resp"),
-            created_at=int(time.time()),
+            response_id=response_id or new_id("resp"),
+            created_at=int(time.time()) if created_at is None else created_at,
             model=model,
             input_items=[item for item in new_items],
             tools=tools,
@@ -216,11 +225,14 @@ class ResponsesService:
         await self._save(prepared, queued, [], {})
         return queued
 
-    async def run(self, prepared: Prepared) -> AsyncIterator[list[Event]]:
+    async def run(
+        self, prepared: Prepared, *, handed_off: Callable[[], bool] = lambda: False
+    ) -> AsyncIterator[list[Event]]:
         """Batches of events, opening to terminal; the response is stored before the terminal batch.
 
         In the foreground a failure before the model's first token is raised (a plain HTTP error);
         in the background nobody waits for the HTTP answer, so it becomes a stored `response.failed`.
+        Background work stopped while `handed_off()` is true stores nothing: another process runs it again.
         """
         try:
             started = await self._start(prepared)
@@ -272,8 +284,10 @@ class ResponsesService:
             log.warning("response %s failed: %s", prepared.response_id, log_safe(exc))
             batch = builder.fail(exc)
         except (asyncio.CancelledError, GeneratorExit):
-            # Background work is only ever cancelled on request (or at shutdown); foreground work
-            # is cancelled when its client hangs up.
+            # Foreground work is cancelled when its client hangs up; background work on request, or
+            # handed off (at shutdown, or with its lease lost) to run again from its input elsewhere.
+            if prepared.background and handed_off():
+                raise
             if prepared.background:
                 builder.cancel()
             else:

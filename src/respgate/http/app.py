@@ -31,7 +31,7 @@ from respgate.http.errors import (
 from respgate.http.routes import Routes
 from respgate.protocol.errors import APIError
 from respgate.providers.base import ManagedProvider, Provider
-from respgate.storage.base import ConversationStore, ResponseStore
+from respgate.storage.base import ConversationStore, JobStore, ResponseStore
 from respgate.storage.retention import Retention
 from respgate.storage.sql import SqlResponseStore, open_store
 
@@ -59,10 +59,11 @@ class Gateway:
         build_provider: ProviderFactory,
         store: ResponseStore | None = None,
         conversations: ConversationStore | None = None,
+        jobs: JobStore | None = None,
     ) -> Gateway:
         """Start the providers and open the stores; a given `store` is used (and closed) as it is.
 
-        `conversations` defaults to the conversation store of a SQL `store`.
+        `conversations` and `jobs` default to the conversation and job stores of a SQL `store`.
         """
         router = Router(
             entries=settings.models,
@@ -73,11 +74,12 @@ class Gateway:
         )
         started: list[ManagedProvider] = []
         opened_store = store or await open_store(settings.resolved_database_url())
-        if conversations is None:
+        if conversations is None or jobs is None:
             if not isinstance(opened_store, SqlResponseStore):
                 await opened_store.aclose()
-                raise TypeError("a store that is not a SqlResponseStore needs its own conversations store")
-            conversations = opened_store.conversations
+                raise TypeError("a store that is not a SqlResponseStore needs its own conversation and job stores")
+            conversations = conversations or opened_store.conversations
+            jobs = jobs or opened_store.jobs
         try:
             for provider in router.providers():
                 if isinstance(provider, ManagedProvider):
@@ -96,16 +98,19 @@ class Gateway:
             omit_unsupported_tools=settings.unsupported_tools == "omit",
             limits=settings.limits,
         )
+        background = BackgroundJobs(service=service, store=opened_store, jobs=jobs, settings=settings.background)
+        background.start()
         return cls(
             settings=settings,
             store=opened_store,
             conversations=conversations,
             router=router,
             service=service,
-            jobs=BackgroundJobs(service=service),
+            jobs=background,
         )
 
     async def aclose(self) -> None:
+        # First, while providers and store still work: running background jobs get their grace period.
         await self.jobs.aclose()
         for provider in self.router.providers():
             if isinstance(provider, ManagedProvider):

@@ -1,4 +1,4 @@
-"""The store contracts used by the engine and the HTTP layer: responses, and conversations."""
+"""The store contracts used by the engine and the HTTP layer: responses, conversations, background jobs."""
 
 from __future__ import annotations
 
@@ -139,4 +139,56 @@ class ConversationStore(Protocol):
 
     async def delete_item(self, conversation_id: str, owner: str, item_id: str) -> bool:
         """Remove one item; False if the conversation or the item is unknown."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackgroundJob:
+    """A background response that has not ended: what is needed to run it again from its input."""
+
+    response_id: str
+    owner: str
+    created_at: int
+    # The validated request body; None for a response queued before jobs were kept (it cannot run again).
+    request: dict[str, Any] | None
+    attempts: int = 0
+    cancel_requested: bool = False
+
+
+CancelOutcome = Literal["absent", "taken", "requested"]
+
+
+class JobStore(Protocol):
+    """Leases on background jobs, by the database's clock. `holder` names one process for its lifetime.
+
+    A job is claimable when nobody holds it or its holder's lease has run out; every method that takes
+    a job does so atomically, so two processes never hold one job at once.
+    """
+
+    async def add(self, job: BackgroundJob, *, holder: str, lease_seconds: float) -> None:
+        """Insert a job held by `holder`, counted as its first attempt."""
+        ...
+
+    async def claim(self, holder: str, *, limit: int, lease_seconds: float) -> list[BackgroundJob]:
+        """Take up to `limit` claimable jobs, oldest first, each with one more attempt counted."""
+        ...
+
+    async def renew(self, holder: str, response_ids: list[str], *, lease_seconds: float) -> dict[str, bool]:
+        """Extend the leases `holder` still has among `response_ids`: id -> whether a cancel was requested."""
+        ...
+
+    async def release(self, holder: str, response_ids: list[str], *, refund: bool) -> None:
+        """Let go of jobs so that any process may claim them at once; `refund` uncounts the attempt."""
+        ...
+
+    async def finish(self, holder: str, response_id: str) -> None:
+        """Delete a job `holder` holds: its response's final state is stored."""
+        ...
+
+    async def cancel(self, response_id: str, owner: str, *, holder: str, lease_seconds: float) -> CancelOutcome:
+        """Ask for a job to be cancelled.
+
+        `taken`: nobody was running it, and now `holder` holds it (to store it cancelled, then finish it);
+        `requested`: its holder will see the request when it next renews its lease; `absent`: no such job.
+        """
         ...

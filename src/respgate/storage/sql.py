@@ -22,6 +22,7 @@ from respgate.protocol.errors import ServerError
 from respgate.storage.base import History, StoredResponse
 from respgate.storage.conversations import SqlConversationStore
 from respgate.storage.group_commit import GroupCommit, Write
+from respgate.storage.jobs import SqlJobStore
 from respgate.storage.migrate import upgrade_to_head
 from respgate.storage.queries import (
     RESPONSE_COLUMNS,
@@ -126,7 +127,8 @@ async def open_store(url: str, *, max_chain_length: int = 10_000) -> SqlResponse
 class SqlResponseStore:
     """`ResponseStore` over one SQLAlchemy async engine (closing the store disposes of it).
 
-    Its `conversations` is the `ConversationStore` on the same engine, sharing the queue of writers.
+    Its `conversations` is the `ConversationStore` on the same engine, sharing the queue of writers, and
+    its `jobs` the `JobStore` of background work.
 
     Statements are built with SQLAlchemy Core, compiled once for the dialect, and run on the pooled
     connection's driver: through SQLAlchemy's execution layer a short write cost several times its
@@ -157,6 +159,7 @@ class SqlResponseStore:
         self._history_sql = DriverQuery(engine, history_query(postgres=self._postgres, max_links=max_chain_length))
         self._purge_sql = DriverQuery(engine, purge_statement(postgres=self._postgres))
         self.conversations = SqlConversationStore(read=self._read, write=self._write)
+        self.jobs = SqlJobStore(read=self._read, write=self._write, dialect=engine.dialect.name)
         self._upsert_sql = DriverQuery(engine, self._upsert_statement())
         self._events_upsert_sql = DriverQuery(engine, self._events_upsert_statement())
         self._delete_sql = DriverQuery(engine, responses.delete().where(*by_id))

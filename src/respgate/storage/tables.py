@@ -6,7 +6,19 @@ mirror the head revision and must change together with a new revision.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 metadata = MetaData()
 
@@ -65,4 +77,18 @@ conversation_items = Table(
     Column("size", BigInteger, nullable=False, server_default="0"),
     Column("item", Text, nullable=False),
     UniqueConstraint("conversation_id", "item_id", name="uq_conversation_items_item_id"),
+)
+
+background_jobs = Table(
+    "background_jobs",
+    metadata,
+    Column("response_id", String, primary_key=True),
+    Column("owner", String, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("request", Text, nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("holder", String, nullable=True),
+    Column("lease_expires_at", BigInteger, nullable=False),
+    Column("cancel_requested", Boolean, nullable=False),
+    Index("ix_background_jobs_lease_expires_at", "lease_expires_at"),
 )

@@ -20,7 +20,7 @@ adds the columns.
 Existing rows are backfilled from their stored JSON (SQLite's ``json_extract``, PostgreSQL's ``->``).
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-01-12
 """
 
@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004"
-down_revision: str | None = "0002"
+down_revision: str | None = "0003"
 branch_labels: str | tuple[str, ...] | None = None
 depends_on: str | tuple[str, ...] | None = None
 

@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results"
 PROBE_MODULES = (
     "bench.probes.p_ref",
+    "bench.probes.p_background",
 )
 
 

@@ -35,6 +35,7 @@ RESULTS = ROOT / "bench" / "results"
 PROBE_MODULES = (
     "bench.probes.p_ref",
     "bench.probes.p_background",
+    "bench.probes.p_chain",
 )
 
 

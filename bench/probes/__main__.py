@@ -36,6 +36,7 @@ PROBE_MODULES = (
     "bench.probes.p_ref",
     "bench.probes.p_background",
     "bench.probes.p_chain",
+    "bench.probes.p_odd",
 )
 
 

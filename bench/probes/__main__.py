@@ -37,6 +37,7 @@ PROBE_MODULES = (
     "bench.probes.p_background",
     "bench.probes.p_chain",
     "bench.probes.p_odd",
+    "bench.probes.p_store_failure",
 )
 
 

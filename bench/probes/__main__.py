@@ -38,6 +38,7 @@ PROBE_MODULES = (
     "bench.probes.p_chain",
     "bench.probes.p_odd",
     "bench.probes.p_store_failure",
+    "bench.probes.p_upstream",
 )
 
 

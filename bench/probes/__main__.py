@@ -39,6 +39,7 @@ PROBE_MODULES = (
     "bench.probes.p_odd",
     "bench.probes.p_store_failure",
     "bench.probes.p_upstream",
+    "bench.probes.p_storage",
 )
 
 

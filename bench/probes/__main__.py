@@ -40,6 +40,7 @@ PROBE_MODULES = (
     "bench.probes.p_store_failure",
     "bench.probes.p_upstream",
     "bench.probes.p_storage",
+    "bench.probes.p_crash_writes",
 )
 
 

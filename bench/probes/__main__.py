@@ -3,7 +3,8 @@
 Runs the registered probes against `respgate serve` started from the source tree `--src` (default: this
 checkout's `src/`), and writes `bench/results/probes-<label>.{md,json}` (or `--out`): one row per probe
 case with the measured numbers, the verdict against the issue's target, the load average, the machine
-description and this command. Server logs and configs stay in the scratch directory (`--work`).
+description and this command. Server logs and configs stay in the scratch directory (`--work`; a
+temporary one is removed only when every row passed).
 
 Adding a probe: write a module with a function decorated by `@probe(...)` (bench/probes/registry.py)
 and add the module to `PROBE_MODULES`.
@@ -75,6 +76,7 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--label", default="", help="report name (default: the source tree's commit)")
     parser.add_argument("--out", type=Path, default=None, help="output path without suffix")
     parser.add_argument("--work", type=Path, default=None, help="scratch directory (default: a temporary one)")
+    parser.add_argument("--repeat", type=int, default=1, help="run the selection N times (a soak); rows get #i")
     parser.add_argument("--list", action="store_true", help="list the probes and exit")
     return parser.parse_args()
 
@@ -94,6 +96,25 @@ def _failed_row(name: str, backend: str, exc: BaseException) -> Row:
 def _exit_on_term(signum: int, _frame: object) -> None:
     # Unwind (finally blocks stop the servers) instead of dying with children left behind.
     raise SystemExit(128 + signum)
+
+
+def _run_one(name: str, backend: Backend, work: Path, src: Path, builder_src: Path | None) -> list[Row]:
+    item = PROBES[name]
+    ctx = Context(
+        src=src,
+        backend=backend,
+        work=work,
+        python=sys.executable,
+        builder_src=builder_src.resolve() if builder_src else None,
+    )
+    print(f"[probes {time.strftime('%H:%M:%S')}] {name} on {backend} (~{item.budget_s} s)", flush=True)
+    try:
+        rows = timed(item.run, ctx)
+    except Exception as exc:
+        rows = [_failed_row(name, backend, exc)]
+    for row in rows:
+        print(f"    {row.verdict:4} {row.case}: {row.outcome}", flush=True)
+    return rows
 
 
 def main() -> None:
@@ -120,37 +141,31 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix=f"respgate-probes-{label}-"))
     meta: dict[str, Any] = {
         "label": label,
-        "command": shlex.join([Path(sys.executable).name, "-m", "bench.probes", *sys.argv[1:]]),
+        "command": shlex.join([sys.executable, "-m", "bench.probes", *sys.argv[1:]]),
         "src": str(src),
         "src_commit": _commit(src),
         "builder_src": str(args.builder_src.resolve()) if args.builder_src else None,
         "scratch": str(work),
-        "machine": describe({"cpu_pinning": "none", "probes_commit": _commit(ROOT / "bench")}),
+        "machine": describe(
+            {"cpu_pinning": "none", "respgate_commit": _commit(src), "probes_commit": _commit(ROOT / "bench")}
+        ),
     }
     rows: list[Row] = []
-    for name in names:
-        item = PROBES[name]
-        for backend in backends if item.per_backend else backends[:1]:
-            ctx = Context(
-                src=src,
-                backend=backend,
-                work=work / f"{name}-{backend}",
-                python=sys.executable,
-                builder_src=args.builder_src.resolve() if args.builder_src else None,
-            )
-            print(f"[probes {time.strftime('%H:%M:%S')}] {name} on {backend} (~{item.budget_s} s)", flush=True)
-            try:
-                got = timed(item.run, ctx)
-            except Exception as exc:
-                got = [_failed_row(name, backend, exc)]
-            for row in got:
-                print(f"    {row.verdict:4} {row.case}: {row.outcome}", flush=True)
-            rows += got
-            write(rows, {**meta, "loadavg_at_end": os.getloadavg()}, stem)
+    for iteration in range(1, args.repeat + 1):
+        for name in names:
+            for backend in backends if PROBES[name].per_backend else backends[:1]:
+                got = _run_one(name, backend, work / f"{iteration}-{name}-{backend}", src, args.builder_src)
+                for row in got:
+                    if args.repeat > 1:
+                        row.case = f"{row.case} #{iteration}"
+                rows += got
+                write(rows, {**meta, "loadavg_at_end": os.getloadavg()}, stem)
     md, js = write(rows, {**meta, "loadavg_at_end": os.getloadavg()}, stem)
     print(f"wrote {md} and {js}")
-    if args.work is None:
+    if args.work is None and all(row.ok for row in rows):
         shutil.rmtree(work, ignore_errors=True)
+    else:
+        print(f"server logs and configs: {work}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
         "",
         f"Source tree under test: `{meta['src']}` (commit {meta.get('src_commit')})",
         "",
+        f"{sum(row.ok for row in rows)} of {len(rows)} rows meet the target.",
+        "",
         "| probe | case | backend | measured | verdict | load (1/5/15 min) | s |",
         "|---|---|---|---|---|---|---|",
     ]

@@ -25,6 +25,19 @@ class Case:
     body: bytes
     expect: Expect = "not-5xx"
 
+    @property
+    def group(self) -> str:
+        if ", depth " in self.name:
+            return "nesting"
+        if "type " in self.name:
+            return "types"
+        return "values"
+
+    @property
+    def shape(self) -> str:
+        """The case without its depth: what a group of nesting cases has in common."""
+        return self.name.split(", depth ")[0]
+
 
 def nest(levels: int, kind: str = "array") -> str:
     """JSON text of `levels` nested arrays (or objects) around a 1 (built as text: too deep for json.dumps)."""

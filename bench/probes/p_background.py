@@ -8,6 +8,7 @@ the same database and every response is read through the API right away, after 6
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -86,7 +87,7 @@ def _follow_up(server: Server, ids: list[str]) -> dict[str, Any]:
             out["cancel"] = {
                 "status": cancel.status,
                 "response_status": data.get("status") if isinstance(data, dict) else None,
-                "message": str(cancel.error_field("message") or "")[:90],
+                "message": re.sub(r"resp_\w+", "resp_…", str(cancel.error_field("message") or "")),
             }
     return out
 

@@ -93,6 +93,8 @@ def _rate_limit_rows(ctx: Context, base: str, up: FaultyUpstream) -> list[Row]:
     pair_hits = up.hits["/429/pair"] - before
     measured = {
         "status": plain.status,
+        "headers": plain.headers,
+        "body": plain.json(),
         "retry_after": plain.headers.get("retry-after"),
         "code": plain.error_field("code"),
         "type": plain.error_field("type"),

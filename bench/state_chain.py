@@ -1,4 +1,4 @@
-"""Latency of `SqlResponseStore.chain` (and `get`, `save`) on SQLite and PostgreSQL.
+"""Latency of `SqlResponseStore.history` (a chain; and `get`, `save`) on SQLite and PostgreSQL.
 
 Run from the repository root:
 
@@ -176,9 +176,15 @@ async def bench(url: str, label: str, iterations: int, padding: int) -> None:
         for turn in range(padding):
             await store.save(record(f"resp_pad_{turn}", None, turn, owner=f"other-{turn % 17}"))
         heads = {length: await build_chain(store, length) for length in CHAIN_LENGTHS}
+        budget = 32 * 1024 * 1024
+
+        async def history(head: str) -> Any:
+            return await store.history(head, OWNER, budget=budget, truncate=False)
+
         for length, head in heads.items():
-            assert len(await store.chain(head, OWNER)) == length
-            result = await timed(lambda head=head: store.chain(head, OWNER), iterations)  # type: ignore[misc]
+            walked = await history(head)
+            assert walked is not None and len(walked.items) == 2 * length
+            result = await timed(lambda head=head: history(head), iterations)  # type: ignore[misc]
             print(f"{label:10} chain({length:>2})  {result}")
         one = heads[1]
         print(f"{label:10} get        {await timed(lambda: store.get(one, OWNER), iterations)}")

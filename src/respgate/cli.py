@@ -7,12 +7,12 @@ import logging
 import sys
 
 import click
-import uvicorn
 import uvloop
 
 from respgate.config import ConfigError, Settings, load_settings
 from respgate.demo import main as run_demo
 from respgate.http.app import Gateway, create_app
+from respgate.http.server import build_server
 from respgate.providers.registry import build_provider
 
 log = logging.getLogger("respgate")
@@ -36,18 +36,9 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
     # Everything built so far lives as long as the server: keep the collector from rescanning it.
     gc.collect()
     gc.freeze()
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        log_level=settings.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
+    server = build_server(app, settings.server, host=host, port=port, log_level=settings.log_level)
     _describe(settings, host, port)
-    await uvicorn.Server(config).serve()
+    await server.serve()
 
 
 @click.group()

@@ -35,6 +35,88 @@ class ModelEntry(BaseModel):
         return self.upstream_model or self.name
 
 
+class Limits(BaseModel):
+    """What one request may ask of the server, checked before any work that costs more than a glance.
+
+    OpenAI's documented limits where it has them (tools, Structured Outputs schemas, text lengths);
+    the others are this server's, generous for real clients and small enough that no request can
+    hold the event loop or the CPU for long.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    # OpenAI: "Invalid 'tools': array too long. Expected an array with maximum length 128".
+    # Applies to `tools` and to the `tools` of each namespace tool.
+    max_tools: int = Field(default=128, ge=1)
+    # All functions of a request, namespaces included (OpenAI documents no such total).
+    max_functions: int = Field(default=512, ge=1)
+    max_input_items: int = Field(default=10_000, ge=1)
+    # OpenAI's `maxLength` for text (input text, instructions, tool outputs): 10 MiB. Images and
+    # file data carried inline (`image_url`, `file_data`) are bounded by `max_body_bytes` alone.
+    max_string_chars: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # JSON nesting anywhere in a body. The parser stops at 200; everything that stores, streams or
+    # validates the request (orjson writes at most 254 levels) needs headroom above the client's.
+    max_json_depth: int = Field(default=64, ge=8, le=190)
+    # OpenAI's Structured Outputs limits, applied to every client schema (function parameters,
+    # `text.format.schema`); the nesting limit only to strict schemas.
+    max_schema_properties: int = Field(default=5000, ge=1)
+    max_schema_nesting: int = Field(default=10, ge=1)
+    max_schema_enum_values: int = Field(default=1000, ge=1)
+    max_schema_string_chars: int = Field(default=120_000, ge=1)
+
+
+class ServerSettings(BaseModel):
+    """How the HTTP server keeps connections from being hoarded (`server:` in the config file).
+
+    Timeouts are in seconds. A connection past `max_connections` first pushes out the longest-idle
+    connection that is not in a request; when every one is busy it gets a 503 with `Retry-After`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    # From accepting a connection (or the first byte of a keep-alive request) to the end of its headers.
+    header_timeout: float = Field(default=10.0, gt=0)
+    # The longest pause between two pieces of a request body.
+    body_timeout: float = Field(default=30.0, gt=0)
+    # A kept-alive connection with no request in flight is closed after this long (whole seconds).
+    idle_timeout: int = Field(default=30, ge=1)
+    # Request line plus headers of one request: past it, a 431.
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024)
+    # Unfinished headers held across all connections: past it, the oldest unfinished ones are dropped.
+    max_pending_header_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)
+    # Open client connections; also bounded by the file-descriptor limit minus `reserved_fds`.
+    max_connections: int = Field(default=10_000, ge=1)
+    # Descriptors kept for the store, the upstreams and answering refused connections.
+    reserved_fds: int = Field(default=1024, ge=16)
+
+
+class BackgroundSettings(BaseModel):
+    """Background responses: owned through a lease in the database, run again elsewhere if their process dies.
+
+    A response whose process dies is taken over by a live process within `lease_seconds` +
+    `heartbeat_seconds` (35 s with the defaults), and run again from its input, or marked failed once it
+    has been started `max_attempts` times.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    # How long a process owns a job without renewing its lease.
+    lease_seconds: float = Field(default=30.0, gt=0)
+    # How often a process renews its leases, looks for jobs to take over, and checks for cancels.
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+    # At shutdown, how long running jobs may take to finish before they are left to another process.
+    grace_seconds: float = Field(default=15.0, ge=0)
+    # Jobs one process runs at once; the rest wait in the database for any process with a free slot.
+    concurrency: int = Field(default=16, ge=1)
+
+    @model_validator(mode="after")
+    def _heartbeat_fits_the_lease(self) -> BackgroundSettings:
+        if self.heartbeat_seconds * 2 > self.lease_seconds:
+            raise ValueError("background.heartbeat_seconds must be at most half of background.lease_seconds")
+        return self
+
+
 class OverloadSettings(BaseModel):
     """What one server process takes on at once; past a cap a request is refused at once (503, Retry-After).
 
@@ -86,8 +168,17 @@ class Settings(BaseModel):
     # left out of what the model sees (echoed, and named in the `x-respgate-omitted-tools` header).
     unsupported_tools: Literal["reject", "omit"] = "reject"
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    limits: Limits = Field(default_factory=Limits)
+    # Stored history a request continues from (previous_response_id, conversation), in bytes of JSON:
+    # by default as much as one request body may carry. Over it: `context_length_exceeded`, or with
+    # `truncation: "auto"` the oldest history is left out.
+    max_context_bytes: int | None = Field(default=None, ge=1024)
+    # Stored responses older than this many days are purged (OpenAI keeps them 30); null keeps them.
+    retention_days: int | None = Field(default=30, ge=1)
     keepalive_seconds: float = Field(default=15.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    background: BackgroundSettings = Field(default_factory=BackgroundSettings)
     overload: OverloadSettings = Field(default_factory=OverloadSettings)
 
     @model_validator(mode="after")

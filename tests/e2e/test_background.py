@@ -7,9 +7,12 @@ from typing import Any
 
 import openai
 import pytest
+from pydantic import ValidationError
 from support.events import check_response, check_stream
 from support.harness import scripted
 from support.sse import parse_sse
+
+from respgate.config import BackgroundSettings
 
 LONG_TEXT = " ".join(f"word{i}" for i in range(40))
 MODELS = [
@@ -130,3 +133,33 @@ async def test_background_stream_events_validate(make_app) -> None:
     assert final.status == "completed"
     events, _ = app.last_stream()
     check_stream(events)
+
+
+async def test_work_beyond_the_concurrency_cap_waits_queued_and_then_runs(make_app, backend: str) -> None:
+    app = await make_app(
+        MODELS, backend=backend, background={"concurrency": 1, "heartbeat_seconds": 0.05, "lease_seconds": 5}
+    )
+    client = app.client()
+    running = await client.responses.create(model="slow", input="first", background=True)
+    waiting = [await client.responses.create(model="quick", input=f"n{n}", background=True) for n in range(3)]
+    assert {(await client.responses.retrieve(r.id)).status for r in waiting} == {"queued"}
+    # A stream created while every slot is taken follows the work once a slot frees up.
+    async with client.responses.stream(model="quick", input="streamed", background=True) as stream:
+        streamed = await stream.get_final_response()
+    assert streamed.status == "completed"
+    check_stream(app.last_stream()[0])
+    for response in [running, *waiting]:
+        for _ in range(2_000):
+            if (await client.responses.retrieve(response.id)).status == "completed":
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError(f"{response.id} never completed")
+
+
+def test_background_settings_are_checked() -> None:
+    assert BackgroundSettings().lease_seconds + BackgroundSettings().heartbeat_seconds <= 60
+    with pytest.raises(ValidationError, match="at most half"):
+        BackgroundSettings(lease_seconds=4, heartbeat_seconds=3)
+    with pytest.raises(ValidationError):
+        BackgroundSettings(concurrency=0)

@@ -185,11 +185,21 @@ async def _store_locked(url: str, backend: str) -> AsyncIterator[None]:
 
 
 async def test_a_store_that_is_behind_refuses_new_responses(make_app, stores, backend) -> None:
-    app = await make_app(MODELS, backend=backend, overload={"max_store_queue": 2, "store_pool_size": 1})
+    # The background runner's own store work (leases, claims) waits for its next heartbeat, long after this test.
+    app = await make_app(
+        MODELS,
+        backend=backend,
+        overload={"max_store_queue": 2, "store_pool_size": 1},
+        background={"heartbeat_seconds": 300, "lease_seconds": 600},
+    )
+    store = app.gateway.store
+    await _until(lambda: store.backlog() == 0)
     client = app.client()
     async with _store_locked(stores.urls[backend], backend):
-        waiting = [asyncio.create_task(client.responses.create(model="chat", input=text)) for text in ("a", "b")]
-        await _until(lambda: app.gateway.store.backlog() >= 2)
+        waiting: list[asyncio.Task[Any]] = []
+        for text in ("a", "b"):
+            waiting.append(asyncio.create_task(client.responses.create(model="chat", input=text)))
+            await _until(lambda: store.backlog() >= len(waiting))
         for params in ({}, {"stream": True}, {"background": True}):
             with pytest.raises(openai.InternalServerError) as refused:
                 await client.responses.create(model="chat", input="c", **params)

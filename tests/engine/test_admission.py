@@ -30,7 +30,7 @@ async def test_a_slot_is_given_back_once_whatever_ends_the_work() -> None:
     with pytest.raises(Overloaded) as refused:
         admission.admit()
     assert refused.value.status_code == 503
-    assert refused.value.headers() == {"retry-after": "3", "retry-after-ms": "2500"}
+    assert refused.value.headers == {"retry-after": "3", "retry-after-ms": "2500"}
     first.release()
     first.release()
     assert admission.generations == 1

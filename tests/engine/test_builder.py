@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from support.events import check_stream
 
@@ -181,3 +183,28 @@ def test_no_tools_means_calls_fail() -> None:
     built.feed(ToolCallDelta(0, name=WEATHER.name, arguments="{}"))
     with pytest.raises(GenerationFailed):
         built.finish()
+
+
+@pytest.mark.parametrize(
+    "deltas",
+    [
+        [ReasoningDelta(text="sum"), ReasoningDelta(text="raw", kind="content"), TextDelta("Hi."), Finish("stop")],
+        [RefusalDelta("No."), Usage(3, 1), Finish("stop")],
+        [TextDelta("cut"), Finish("length")],
+        [ToolCallDelta(0, name="get_weather", arguments='{"city":"Oslo"}'), ToolCallEnd(0), Finish("stop")],
+        [Finish("stop")],
+    ],
+    ids=["reasoning", "refusal", "incomplete", "call", "empty"],
+)
+def test_a_replay_of_the_final_response_is_a_valid_stream_of_it(deltas: list[Any]) -> None:
+    final = check_stream(run(deltas))
+    replayed = EventBuilder.replay(final, obfuscate=False)
+    assert check_stream(replayed) == final
+    assert not any("obfuscation" in event for event in replayed)
+
+
+def test_a_replay_of_a_failed_response_ends_failed() -> None:
+    built = builder()
+    events = built.opening() + built.feed(TextDelta("partial")) + built.fail(UpstreamError("gone"))
+    final = check_stream(events)
+    assert check_stream(EventBuilder.replay(final)) == final

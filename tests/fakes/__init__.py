@@ -6,12 +6,14 @@ async with FakeChatCompletions() as fake:          # or FakeResponses, FakeAnthr
     ...  # point a provider at fake.base_url; fake.requests holds what it received
 ```
 Each request takes the next queued `Reply` (rendered as JSON, or as SSE when the body says
-`"stream": true`) or `Failure` (an HTTP error with the provider's error body); `default` answers
-when the queue is empty, which suits benchmarks.
+`"stream": true`), `Failure` (an HTTP error with the provider's error body) or `Fault` (a streamed
+answer that breaks: reset, hang, garbage, cut short; see `fakes.faults`); `default` answers when the
+queue is empty, which suits benchmarks.
 """
 
 from fakes.anthropic import FakeAnthropic
 from fakes.chat import FakeChatCompletions
+from fakes.faults import Fault
 from fakes.responses import FakeResponses
 from fakes.script import Behaviour, Failure, FakeCall, Reply
 from fakes.server import FakeUpstream, RecordedRequest
@@ -24,6 +26,7 @@ __all__ = [
     "FakeChatCompletions",
     "FakeResponses",
     "FakeUpstream",
+    "Fault",
     "RecordedRequest",
     "Reply",
 ]

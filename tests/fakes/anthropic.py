@@ -40,7 +40,7 @@ class FakeAnthropic(FakeUpstream):
                  529: "overloaded_error"}  # fmt: skip
         kind = kinds.get(failure.status, "api_error")
         body = {"type": "error", "error": {"type": kind, "message": failure.message}, "request_id": "req_fake"}
-        return web.json_response(body, status=failure.status)
+        return web.json_response(body, status=failure.status, headers=failure.headers)
 
     def _blocks(self, reply: Reply) -> list[dict[str, Any]]:
         blocks: list[dict[str, Any]] = []

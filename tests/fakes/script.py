@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 
@@ -45,10 +45,16 @@ class Reply:
 
 @dataclass(frozen=True, kw_only=True)
 class Failure:
-    """An HTTP error answer with the provider's documented error body."""
+    """An HTTP error answer with the provider's documented error body.
+
+    `code` is the body's error code where the format has one (a 429 says `rate_limit_exceeded` unless
+    told otherwise, e.g. `insufficient_quota`); `headers` go out with it (`Retry-After`, `retry-after-ms`).
+    """
 
     status: int
     message: str = "The fake upstream failed."
+    code: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 Behaviour = Reply | Failure

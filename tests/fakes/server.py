@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import deque
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from typing import Any, Self
 
 from aiohttp import web
 
+from fakes.faults import Fault, misbehave
 from fakes.script import Behaviour, Failure, Reply
 
 
@@ -23,18 +25,21 @@ class FakeUpstream:
     """A scripted upstream speaking one provider's wire format on a free loopback port.
 
     Queue behaviours with `enqueue`; each request takes the next one (or `default` when the queue is
-    empty; with neither, a 500 says so). Every request is kept in `requests`. With `api_key` set,
-    requests without that key get the provider's 401.
+    empty; with neither, a 500 says so). A `Fault` breaks a streamed answer (see `fakes.faults`).
+    Every request is kept in `requests`. With `api_key` set, requests without that key get the
+    provider's 401.
     """
 
     path = "/"
     base_path = ""
 
-    def __init__(self, *, api_key: str | None = None, default: Behaviour | None = None) -> None:
+    def __init__(self, *, api_key: str | None = None, default: Behaviour | Fault | None = None) -> None:
         self.api_key = api_key
         self.default = default
         self.requests: list[RecordedRequest] = []
-        self._queue: deque[Behaviour] = deque()
+        self._queue: deque[Behaviour | Fault] = deque()
+        # Set on close: a fault holding a connection open lets go.
+        self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._port = 0
 
@@ -46,7 +51,7 @@ class FakeUpstream:
     def last_body(self) -> dict[str, Any]:
         return self.requests[-1].body
 
-    def enqueue(self, *behaviours: Behaviour) -> None:
+    def enqueue(self, *behaviours: Behaviour | Fault) -> None:
         self._queue.extend(behaviours)
 
     def reset(self) -> None:
@@ -63,6 +68,7 @@ class FakeUpstream:
         self._port = self._runner.addresses[0][1]
 
     async def aclose(self) -> None:
+        self._closing.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -84,6 +90,8 @@ class FakeUpstream:
             return self.error_response(Failure(status=500, message="fake upstream: nothing queued"))
         if isinstance(behaviour, Failure):
             return self.error_response(behaviour)
+        if isinstance(behaviour, Fault):
+            return await misbehave(request, self.render_events(body, behaviour.reply), behaviour, self._closing)
         if not body.get("stream"):
             return web.json_response(self.render_json(body, behaviour))
         return await self._stream(request, body, behaviour)
@@ -111,8 +119,13 @@ class FakeUpstream:
 
     def error_response(self, failure: Failure) -> web.Response:
         kind = "invalid_request_error" if failure.status < 500 else "server_error"
-        body = {"error": {"message": failure.message, "type": kind, "param": None, "code": None}}
-        return web.json_response(body, status=failure.status)
+        code = failure.code
+        if failure.status == 429:
+            # OpenAI names the limit that was hit as the type (requests or tokens) of a rate limit.
+            code = code or "rate_limit_exceeded"
+            kind = "tokens" if code == "rate_limit_exceeded" else code
+        body = {"error": {"message": failure.message, "type": kind, "param": None, "code": code}}
+        return web.json_response(body, status=failure.status, headers=failure.headers)
 
     def render_json(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
         raise NotImplementedError

@@ -207,7 +207,7 @@ async def test_a_misconfigured_deployment_fails_over(upstreams: Upstreams, make_
 
 
 async def test_a_timeout_before_the_first_token_fails_over(upstreams: Upstreams, make_app: Any) -> None:
-    """An upstream that accepts the connection and never answers is given up on after `timeout.read`."""
+    """An upstream that accepts the connection and never answers is given up on after `timeout.first_token`."""
     accepted: list[asyncio.StreamWriter] = []
 
     async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -221,7 +221,7 @@ async def test_a_timeout_before_the_first_token_fails_over(upstreams: Upstreams,
     healthy = await upstreams.start("chat_completions")
     app = await make_app(
         [
-            entry("chat_completions", f"http://127.0.0.1:{port}/v1", timeout={"connect": 5, "read": 0.2}),
+            entry("chat_completions", f"http://127.0.0.1:{port}/v1", timeout={"connect": 5, "first_token": 0.2}),
             entry("chat_completions", healthy),
         ]
     )

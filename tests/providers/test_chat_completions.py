@@ -7,7 +7,7 @@ from fakes import Failure, FakeCall, FakeChatCompletions, Reply
 from fakes.script import split
 
 from respgate.config import ConfigError, ModelEntry
-from respgate.protocol.errors import InvalidRequest, UpstreamError
+from respgate.protocol.errors import InvalidRequest, RateLimited, UpstreamError
 from respgate.providers.base import (
     Finish,
     FunctionSpec,
@@ -294,14 +294,32 @@ async def test_upstream_500_is_retryable(chat_fake: FakeChatCompletions, make_pr
     assert "The server had an error." in error.message
 
 
-async def test_upstream_429_is_retryable(chat_fake: FakeChatCompletions, make_provider: MakeProvider) -> None:
+async def test_upstream_429_is_a_rate_limit_with_its_wait(
+    chat_fake: FakeChatCompletions, make_provider: MakeProvider
+) -> None:
     provider = await make_provider("chat_completions", chat_fake)
-    chat_fake.enqueue(Failure(status=429, message="Rate limit reached."))
+    chat_fake.enqueue(Failure(status=429, message="Rate limit reached.", headers={"retry-after-ms": "1500"}))
+
+    _, error = await collect_until_error(provider, model_call())
+
+    assert isinstance(error, RateLimited)
+    assert (error.code, error.retry_after) == ("rate_limit_exceeded", 1.5)
+    assert error.message == "Rate limit reached for gpt-4.1. Please try again in 1.5s."
+    assert error.headers == {"Retry-After": "2", "retry-after-ms": "1500"}
+
+
+async def test_an_exhausted_quota_is_not_a_rate_limit(
+    chat_fake: FakeChatCompletions, make_provider: MakeProvider
+) -> None:
+    """OpenAI's `insufficient_quota` 429 is the operator's billing, not the client's pace: a failover."""
+    provider = await make_provider("chat_completions", chat_fake)
+    chat_fake.enqueue(Failure(status=429, message="You exceeded your current quota.", code="insufficient_quota"))
 
     _, error = await collect_until_error(provider, model_call())
 
     assert isinstance(error, UpstreamError)
     assert (error.retryable, error.upstream_status) == (True, 429)
+    assert "You exceeded your current quota." in error.message
 
 
 async def test_upstream_400_names_the_upstream_message(

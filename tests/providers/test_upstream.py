@@ -19,7 +19,7 @@ from respgate.providers.openai_responses import OpenAIResponsesProvider
 from respgate.providers.registry import build_provider
 from respgate.providers.scripted import ScriptedProvider
 from respgate.providers.sse import SSEDecoder, SSEEvent
-from respgate.providers.upstream import merge_params
+from respgate.providers.upstream_settings import merge_params
 
 from .calls import collect_until_error, model_call
 from .conftest import MakeProvider

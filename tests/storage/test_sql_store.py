@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from respgate.protocol.errors import ServerError
-from respgate.storage.base import StoredResponse
+from respgate.storage.base import History, StoredResponse
 from respgate.storage.sql import SqlResponseStore, open_store
 
 OpenStore = Callable[[], Awaitable[SqlResponseStore]]
@@ -77,6 +77,22 @@ async def save_chain(store: SqlResponseStore, owner: str, length: int) -> list[S
     return records
 
 
+def chain_items(records: list[StoredResponse]) -> list[dict[str, Any]]:
+    """What a chain of `records` contributes to a context: each one's input, then its output."""
+    return [item for record in records for item in [*record.input_items, *record.response["output"]]]
+
+
+async def walk(
+    store: SqlResponseStore, response_id: str, owner: str, *, budget: int = 2**40, truncate: bool = False
+) -> History | None:
+    return await store.history(response_id, owner, budget=budget, truncate=truncate)
+
+
+async def walked_items(store: SqlResponseStore, response_id: str, owner: str) -> list[dict[str, Any]] | None:
+    history = await walk(store, response_id, owner)
+    return None if history is None else history.items
+
+
 async def test_save_then_get_returns_the_same_record(store: SqlResponseStore, owner: str) -> None:
     record = make_record(owner, previous="resp_parent_not_stored")
     await store.save(record)
@@ -127,7 +143,7 @@ async def test_another_owner_sees_nothing(store: SqlResponseStore, owner: str) -
     await store.save(make_record(owner, response_id=child.id, previous=parent.id), events=[{"type": "x"}])
     stranger = f"{owner}-stranger"
     assert await store.get(child.id, stranger) is None
-    assert await store.chain(child.id, stranger) == []
+    assert await walk(store, child.id, stranger) is None
     assert await store.events(child.id, stranger) is None
     assert await store.delete(child.id, stranger) is False
     assert await store.get(child.id, owner) is not None  # the failed delete left it alone
@@ -148,12 +164,15 @@ async def test_chain_is_the_response_and_its_ancestors_oldest_first(
     store: SqlResponseStore, owner: str, length: int
 ) -> None:
     records = await save_chain(store, owner, length)
-    assert await store.chain(records[-1].id, owner) == records
-    assert await store.chain(records[0].id, owner) == records[:1]
+    history = await walk(store, records[-1].id, owner)
+    assert history is not None
+    assert history.items == chain_items(records)
+    assert (history.truncated, history.gap, history.loaded) == (False, None, history.size)
+    assert await walked_items(store, records[0].id, owner) == chain_items(records[:1])
 
 
-async def test_chain_of_an_unknown_id_is_empty(store: SqlResponseStore, owner: str) -> None:
-    assert await store.chain(new_id(), owner) == []
+async def test_chain_of_an_unknown_id_is_none(store: SqlResponseStore, owner: str) -> None:
+    assert await walk(store, new_id(), owner) is None
 
 
 async def test_chain_from_a_middle_response_ignores_later_and_sibling_branches(
@@ -162,9 +181,9 @@ async def test_chain_from_a_middle_response_ignores_later_and_sibling_branches(
     first, second, third = await save_chain(store, owner, 3)
     branch = make_record(owner, previous=second.id, text="another branch")
     await store.save(branch)
-    assert await store.chain(second.id, owner) == [first, second]
-    assert await store.chain(branch.id, owner) == [first, second, branch]
-    assert await store.chain(third.id, owner) == [first, second, third]
+    assert await walked_items(store, second.id, owner) == chain_items([first, second])
+    assert await walked_items(store, branch.id, owner) == chain_items([first, second, branch])
+    assert await walked_items(store, third.id, owner) == chain_items([first, second, third])
 
 
 async def test_chain_stops_at_an_ancestor_of_another_owner(store: SqlResponseStore, owner: str) -> None:
@@ -172,7 +191,8 @@ async def test_chain_stops_at_an_ancestor_of_another_owner(store: SqlResponseSto
     await store.save(theirs)
     mine = make_record(owner, previous=theirs.id)
     await store.save(mine)
-    assert await store.chain(mine.id, owner) == [mine]
+    history = await walk(store, mine.id, owner)
+    assert history is not None and history.items == chain_items([mine]) and history.gap == theirs.id
 
 
 async def test_chain_through_a_deleted_ancestor_returns_what_follows_the_gap(
@@ -180,11 +200,11 @@ async def test_chain_through_a_deleted_ancestor_returns_what_follows_the_gap(
 ) -> None:
     first, second, third, fourth = await save_chain(store, owner, 4)
     assert await store.delete(second.id, owner) is True
-    remaining = await store.chain(fourth.id, owner)
-    assert remaining == [third, fourth]
-    # The caller can tell the history is incomplete: the oldest record still names a parent.
-    assert remaining[0].previous_response_id == second.id
-    assert await store.chain(first.id, owner) == [first]
+    remaining = await walk(store, fourth.id, owner)
+    assert remaining is not None and remaining.items == chain_items([third, fourth])
+    # The caller can tell the history is incomplete: it names the response that is gone.
+    assert remaining.gap == second.id and remaining.truncated is False
+    assert await walked_items(store, first.id, owner) == chain_items([first])
 
 
 async def test_chain_length_is_capped_even_through_a_cycle(database_url: str, owner: str) -> None:
@@ -193,10 +213,15 @@ async def test_chain_length_is_capped_even_through_a_cycle(database_url: str, ow
         a, b = make_record(owner), make_record(owner)
         await store.save(a)
         await store.save(make_record(owner, response_id=b.id, previous=a.id))
-        await store.save(make_record(owner, response_id=a.id, previous=b.id))  # a corrupt cycle
-        walked = await store.chain(a.id, owner)
-        assert len(walked) == 7
-        assert walked[-1].id == a.id
+        cycle = make_record(owner, response_id=a.id, previous=b.id)
+        await store.save(cycle)  # a corrupt cycle
+        # Longer than the longest walk counts as over any budget: all or nothing gives nothing ...
+        whole = await walk(store, a.id, owner)
+        assert whole is not None and whole.items == [] and whole.truncated and whole.gap is None
+        # ... and truncation gives the newest seven.
+        newest = await walk(store, a.id, owner, truncate=True)
+        assert newest is not None and newest.truncated and newest.gap is None
+        assert len(newest.items) == 7 * 2 and newest.items[-2:] == chain_items([cycle])
     finally:
         await store.aclose()
 
@@ -236,7 +261,7 @@ async def test_a_write_through_one_replica_is_read_at_once_through_another(
     assert await reader.get(record.id, owner) is None  # the reader's pool is warm before the write
     await writer.save(record, events=[{"type": "response.created"}])
     assert await reader.get(record.id, owner) == record
-    assert await reader.chain(record.id, owner) == [record]
+    assert await walked_items(reader, record.id, owner) == chain_items([record])
     assert await reader.events(record.id, owner) == [{"type": "response.created"}]
     finished = make_record(owner, response_id=record.id, text="finished")
     await writer.save(finished)
@@ -283,14 +308,14 @@ async def test_the_store_recovers_when_the_server_drops_its_connections(
         first = make_record(owner)
         await store.save(first)
         # Several pooled connections, all of which the server then closes (as on a restart).
-        await asyncio.gather(*(store.chain(first.id, owner) for _ in range(5)))
+        await asyncio.gather(*(walk(store, first.id, owner) for _ in range(5)))
         await drop_connections()
         assert await store.get(first.id, owner) == first
-        assert await store.chain(first.id, owner) == [first]
+        assert await walked_items(store, first.id, owner) == chain_items([first])
         await drop_connections()
         second = make_record(owner, previous=first.id)
         await store.save(second, events=[{"type": "response.completed"}])
-        assert await store.chain(second.id, owner) == [first, second]
+        assert await walked_items(store, second.id, owner) == chain_items([first, second])
         await drop_connections()
         assert await store.delete(second.id, owner) is True
     finally:

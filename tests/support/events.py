@@ -58,26 +58,46 @@ class _Item:
 # `incomplete_details.reason` values the server uses that the SDK's type does not list. A test that
 # expects one says so (`extra_reasons=`); the type check then runs with a listed reason in its place.
 OUTSIDE_SDK_REASONS = frozenset({"client_disconnected"})
+# Likewise the `error.code` values of a failed response (`extra_codes=`).
+OUTSIDE_SDK_CODES = frozenset({"store_error"})
 
 
-def _for_sdk(value: dict[str, Any], extra_reasons: frozenset[str]) -> dict[str, Any]:
+def _for_sdk(value: dict[str, Any], extra_reasons: frozenset[str], extra_codes: frozenset[str]) -> dict[str, Any]:
     response = value.get("response", value)
-    details = response.get("incomplete_details") if isinstance(response, dict) else None
-    if not details or details.get("reason") not in extra_reasons:
+    if not isinstance(response, dict):
         return value
-    assert details["reason"] in OUTSIDE_SDK_REASONS, details
-    patched = {**response, "incomplete_details": {**details, "reason": "max_output_tokens"}}
+    patched = response
+    details = response.get("incomplete_details")
+    if details and details.get("reason") in extra_reasons:
+        assert details["reason"] in OUTSIDE_SDK_REASONS, details
+        patched = {**patched, "incomplete_details": {**details, "reason": "max_output_tokens"}}
+    error = response.get("error")
+    if error and error.get("code") in extra_codes:
+        assert error["code"] in OUTSIDE_SDK_CODES, error
+        patched = {**patched, "error": {**error, "code": "server_error"}}
+    if patched is response:
+        return value
     return {**value, "response": patched} if "response" in value else patched
 
 
-def check_sdk_types(event: dict[str, Any], *, extra_reasons: frozenset[str] = frozenset()) -> None:
+def check_sdk_types(
+    event: dict[str, Any],
+    *,
+    extra_reasons: frozenset[str] = frozenset(),
+    extra_codes: frozenset[str] = frozenset(),
+) -> None:
     """The official SDK's pydantic types accept the event (strict validation, not `construct`)."""
-    _EVENT.validate_python(_for_sdk(event, extra_reasons))
+    _EVENT.validate_python(_for_sdk(event, extra_reasons, extra_codes))
 
 
-def check_response(response: dict[str, Any], *, extra_reasons: frozenset[str] = frozenset()) -> Response:
+def check_response(
+    response: dict[str, Any],
+    *,
+    extra_reasons: frozenset[str] = frozenset(),
+    extra_codes: frozenset[str] = frozenset(),
+) -> Response:
     """A final (non-streamed or terminal) Response: SDK type, Open Responses schema, usage and status rules."""
-    parsed = Response.model_validate(_for_sdk(response, extra_reasons))
+    parsed = Response.model_validate(_for_sdk(response, extra_reasons, extra_codes))
     openresponses.check_response(response)
     assert response["id"].startswith("resp_"), response["id"]
     assert response["object"] == "response"
@@ -115,11 +135,16 @@ def _check_usage(usage: dict[str, Any] | None) -> None:
     assert isinstance(usage["output_tokens_details"]["reasoning_tokens"], int), usage
 
 
-def check_stream(events: list[dict[str, Any]], *, extra_reasons: frozenset[str] = frozenset()) -> dict[str, Any]:
+def check_stream(
+    events: list[dict[str, Any]],
+    *,
+    extra_reasons: frozenset[str] = frozenset(),
+    extra_codes: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
     """Validate a whole stream; return the terminal event's response."""
     assert len(events) >= 3, f"a stream needs created, in_progress and a terminal event: {events}"
     for event in events:
-        check_sdk_types(event, extra_reasons=extra_reasons)
+        check_sdk_types(event, extra_reasons=extra_reasons, extra_codes=extra_codes)
         openresponses.check_event(event)
 
     # Lifecycle and sequence numbers; background work announces itself queued before it starts.
@@ -162,7 +187,7 @@ def check_stream(events: list[dict[str, Any]], *, extra_reasons: frozenset[str] 
     }
     for key in stable:
         assert final[key] == events[0]["response"][key], f"{key} changed mid-stream"
-    check_response(final, extra_reasons=extra_reasons)
+    check_response(final, extra_reasons=extra_reasons, extra_codes=extra_codes)
     return final
 
 

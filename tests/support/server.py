@@ -1,4 +1,5 @@
-"""A real uvicorn server on a free loopback port, running the app in a background thread.
+"""The real server (`respgate.http.server`, as `respgate serve` builds it) on a free loopback port,
+running the app in a background thread on uvloop.
 
 The in-process ASGI transport buffers whole bodies and never hangs up mid-stream; this one speaks
 real HTTP, so streaming, keep-alives and client disconnects behave as in production.
@@ -6,22 +7,23 @@ real HTTP, so streaming, keep-alives and client disconnects behave as in product
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import threading
 import time
 from types import TracebackType
 
 import uvicorn
+import uvloop
 
 from respgate.config import Settings
 from respgate.http.app import Gateway, create_app
+from respgate.http.server import build_server
 from respgate.providers.registry import build_provider
 
 
 class LiveServer:
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
+        self.settings = settings
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind(("127.0.0.1", 0))
@@ -34,15 +36,14 @@ class LiveServer:
 
     def _run(self) -> None:
         try:
-            asyncio.run(self._serve())
+            uvloop.run(self._serve())
         except BaseException as exc:  # reported to the test thread by __enter__/__exit__
             self._failure = exc
 
     async def _serve(self) -> None:
-        gateway = self.gateway = await Gateway.open(self._settings, build_provider=build_provider)
+        gateway = self.gateway = await Gateway.open(self.settings, build_provider=build_provider)
         app = create_app(gateway, manage=True)
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
-        self._server = uvicorn.Server(config)
+        self._server = build_server(app, self.settings.server, log_level="warning")
         await self._server.serve(sockets=[self._socket])
 
     def __enter__(self) -> LiveServer:

@@ -38,8 +38,14 @@ from respgate.providers.base import (
 log = logging.getLogger(__name__)
 
 # `Response.error.code` is an enum in the SDK's types; a code outside it (ours, like
-# `invalid_tool_arguments`) is reported as `server_error`, its detail kept in the message.
-_RESPONSE_ERROR_CODES = frozenset(get_args(ResponseError.model_fields["code"].annotation))
+# `invalid_tool_arguments`) is reported as `server_error`, its detail kept in the message. The one
+# exception is `store_error`: the answer was made but could not be kept, which a client must be able to
+# tell from a failed generation (the SDK builds stream events without validating them).
+_RESPONSE_ERROR_CODES = frozenset(get_args(ResponseError.model_fields["code"].annotation)) | {"store_error"}
+
+
+# The terminal event of a response in each status; a cancelled response has none.
+_TERMINAL = {"completed": "completed", "incomplete": "incomplete", "failed": "failed"}
 
 
 @dataclass(slots=True)
@@ -118,6 +124,28 @@ class EventBuilder:
     def _snapshot(self) -> dict[str, Any]:
         return {**self._response, "output": []}
 
+    @classmethod
+    def replay(cls, response: dict[str, Any], *, obfuscate: bool = True) -> list[Event]:
+        """The stream of a stored response that kept no events, synthesised from the response itself:
+        the opening, each output item as one block (one delta per part, or for the arguments), and the
+        terminal event for its status."""
+        opening = {
+            **response,
+            "status": "in_progress",
+            "completed_at": None,
+            "error": None,
+            "incomplete_details": None,
+            "usage": None,
+        }
+        builder = cls(opening, tools=[], obfuscate=obfuscate)
+        out = builder.opening()
+        for index, item in enumerate(response.get("output") or []):
+            for event in events.item_events(index, item):
+                builder._emit(out, builder._noise(event) if event["type"].endswith(".delta") else event)
+        if (kind := _TERMINAL.get(response["status"])) is not None:
+            builder._emit(out, events.lifecycle(kind, response))
+        return out
+
     # -- lifecycle ----------------------------------------------------------------------------------------
 
     def opening(self, *, queued: bool = False) -> list[Event]:
@@ -193,6 +221,16 @@ class EventBuilder:
         self.final = response
         self._emit(out, events.lifecycle("failed", response))
         return out
+
+    def retract(self, error: APIError) -> list[Event]:
+        """`response.failed` with `error` in place of the terminal event just built, which was not sent.
+
+        For an answer that could not be kept: it is stored before its terminal event goes out.
+        """
+        terminal = self.events.pop()
+        assert terminal["type"] in ("response.completed", "response.incomplete", "response.failed"), terminal
+        self._sequence -= 1
+        return self.fail(error)
 
     def reset_pending(self) -> None:
         """Forget unreleased calls and the finish reason, before the model is asked again."""

@@ -19,7 +19,6 @@ from respgate.protocol.items import (
     OtherItem,
 )
 from respgate.protocol.validation import to_invalid_request
-from respgate.storage.base import StoredResponse
 
 _INPUT_PART: TypeAdapter[Any] = TypeAdapter(InputPart)
 _ASSISTANT_PART: TypeAdapter[Any] = TypeAdapter(AssistantPart)
@@ -111,15 +110,6 @@ def _normalize_item(item: InputItem, index: int, param: str) -> dict[str, Any]:
     return data
 
 
-def chain_items(chain: Iterable[StoredResponse]) -> list[dict[str, Any]]:
-    """The items of a stored chain, oldest first: each response's input, then its output."""
-    items: list[dict[str, Any]] = []
-    for record in chain:
-        items.extend(record.input_items)
-        items.extend(record.response.get("output") or [])
-    return items
-
-
 def for_conversation(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Items as a conversation keeps them: each with an id; references left out.
 
@@ -134,9 +124,18 @@ def for_conversation(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return kept
 
 
-def assemble(history: list[dict[str, Any]], new_items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """History plus new input with references resolved; OpenAI's pairing and duplicate checks applied."""
-    known = {item["id"]: item for item in history if "id" in item}
+def assemble(
+    history: list[dict[str, Any]],
+    new_items: list[dict[str, Any]],
+    *,
+    referable: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """History plus new input with references resolved; OpenAI's pairing and duplicate checks applied.
+
+    References resolve against `referable` (by id) when given: the history as stored, of which
+    `history` may be only the newest part.
+    """
+    known = referable if referable is not None else {item["id"]: item for item in history if "id" in item}
     context = list(history)
     seen_ids: set[str] = set(known)
     for item in new_items:

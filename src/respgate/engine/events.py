@@ -1,6 +1,7 @@
 """Pure constructors of the Responses stream events and items (reference §6.2).
 
-They only shape dicts; the builder decides which to emit, in what order, and stamps sequence numbers.
+They only shape dicts; the builder decides which to emit and stamps sequence numbers (`item_events`
+gives the order of a finished item's events, for a replay).
 """
 
 from __future__ import annotations
@@ -136,6 +137,46 @@ def arguments_done(item_id: str, output_index: int, name: str, arguments: str) -
         "name": name,
         "arguments": arguments,
     }
+
+
+def item_events(output_index: int, item: dict[str, Any]) -> list[Event]:
+    """The events of one finished item as a stream carries it: added, each part (or the arguments)
+    with its whole text in one delta, done with the item itself. For replaying a stored response."""
+    item_id = item["id"]
+    kind = item["type"]
+    if kind == "message":
+        out = [item_added(output_index, message_item(item_id, "in_progress", []))]
+        for index, part in enumerate(item["content"]):
+            if part["type"] == "refusal":
+                out += _part_events(item_id, output_index, "refusal", index, part["refusal"])
+            else:
+                out += _part_events(item_id, output_index, "output_text", index, part["text"])
+    elif kind == "reasoning":
+        out = [item_added(output_index, {"id": item_id, "type": "reasoning", "summary": []})]
+        for index, part in enumerate(item.get("summary") or []):
+            out += _part_events(item_id, output_index, "summary", index, part["text"])
+        for index, part in enumerate(item.get("content") or []):
+            out += _part_events(item_id, output_index, "reasoning_text", index, part["text"])
+    elif kind == "function_call":
+        name, arguments = item["name"], item["arguments"]
+        added = function_call_item(
+            item_id, item["call_id"], name, arguments="", status="in_progress", namespace=item.get("namespace")
+        )
+        out = [item_added(output_index, added)]
+        if arguments:
+            out.append(arguments_delta(item_id, output_index, arguments))
+        out.append(arguments_done(item_id, output_index, name, arguments))
+    else:
+        out = [item_added(output_index, item)]
+    out.append(item_done(output_index, item))
+    return out
+
+
+def _part_events(item_id: str, output_index: int, kind: PartKind, index: int, text: str) -> list[Event]:
+    out = [part_added(item_id, output_index, kind, index)]
+    if text:
+        out.append(part_delta(item_id, output_index, kind, index, text))
+    return out + part_done(item_id, output_index, kind, index, text)
 
 
 def usage_body(usage: Usage) -> dict[str, Any]:

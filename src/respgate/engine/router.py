@@ -58,6 +58,7 @@ class Router:
         default_model: str | None = None,
         cooldown_after: int = 3,
         cooldown_seconds: float = 30.0,
+        max_retry_after: float = 300.0,
     ) -> None:
         self._pools: dict[str, _Pool] = {}
         grouped: dict[str, list[Deployment]] = {}
@@ -73,6 +74,8 @@ class Router:
         self._default = default_model
         self._cooldown_after = cooldown_after
         self._cooldown_seconds = cooldown_seconds
+        # An upstream may ask for hours (a daily quota); past this it is asked again, at a request's cost.
+        self._max_retry_after = max_retry_after
 
     @property
     def model_names(self) -> list[str]:
@@ -117,10 +120,16 @@ class Router:
         # When every deployment is cooling down, try them anyway rather than refuse.
         return warm + [dep for dep in order if dep not in warm] if warm else order
 
-    def record_failure(self, dep: Deployment) -> None:
+    def record_failure(self, dep: Deployment, *, retry_after: float | None = None) -> None:
+        """Count a failure; `retry_after`: the seconds the upstream asked us to stay away (a 429's)."""
         dep.failures += 1
+        now = time.monotonic()
+        if retry_after is not None and retry_after > 0:
+            wait = min(retry_after, self._max_retry_after)
+            dep.cooling_until = max(dep.cooling_until, now + wait)
+            log.warning("deployment %s is rate limited; cooling down for %.1f s", dep.label, wait)
         if dep.failures >= self._cooldown_after:
-            dep.cooling_until = time.monotonic() + self._cooldown_seconds
+            dep.cooling_until = max(dep.cooling_until, now + self._cooldown_seconds)
             log.warning("deployment %s failed %d times in a row; cooling down", dep.label, dep.failures)
 
     def record_success(self, dep: Deployment) -> None:

@@ -6,28 +6,31 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from respgate.config import Limits
 from respgate.engine.builder import EventBuilder
-from respgate.engine.context import assemble, chain_items, for_conversation, for_model, normalize_input
+from respgate.engine.context import for_conversation, for_model
 from respgate.engine.events import Event
+from respgate.engine.history import ContextLoader, conversation_of
+from respgate.engine.intake import Intake, LoopTurns, checked
 from respgate.engine.response import base_response
 from respgate.engine.router import Deployment, Router
-from respgate.engine.tools import ResolvedTools, resolve_text_format, resolve_tools
+from respgate.engine.tools import ResolvedTools
 from respgate.protocol.errors import (
     APIError,
     GenerationFailed,
     InvalidRequest,
-    NotFound,
     RateLimited,
     ServerError,
     UpstreamError,
+    log_safe,
+    log_safe_trace,
 )
 from respgate.protocol.ids import new_id
 from respgate.protocol.request import CreateResponse
-from respgate.protocol.validation import parse_model
 from respgate.providers.base import Delta, ModelCall
 from respgate.storage.base import ConversationStore, ResponseStore, StoredResponse
 
@@ -103,46 +106,37 @@ class ResponsesService:
         store: ResponseStore,
         conversations: ConversationStore,
         router: Router,
+        max_context_bytes: int,
         regenerate_once: bool = True,
         omit_unsupported_tools: bool = False,
+        limits: Limits | None = None,
     ) -> None:
         self._store = store
         self._conversations = conversations
+        self._context = ContextLoader(responses=store, conversations=conversations, max_bytes=max_context_bytes)
         self._router = router
         self._regenerate_once = regenerate_once
-        self._omit_unsupported_tools = omit_unsupported_tools
+        self.intake = Intake(limits=limits or Limits(), omit_unsupported_tools=omit_unsupported_tools)
 
-    async def prepare(self, body: Any, *, owner: str) -> Prepared:
-        """Everything that can fail before a model is asked: a failure here is a plain HTTP error."""
-        if not isinstance(body, dict):
-            raise InvalidRequest("The request body must be a JSON object.", code="invalid_type")
-        request = parse_model(CreateResponse, body)
+    async def prepare(
+        self,
+        body: Any,
+        *,
+        owner: str,
+        body_bytes: int = 0,
+        response_id: str | None = None,
+        created_at: int | None = None,
+    ) -> Prepared:
+        """Everything that can fail before a model is asked: a failure here is a plain HTTP error.
+
+        `body_bytes`, the size of the body as received, decides whether checking it is worth a thread.
+        A background response run again after its process died keeps its `response_id` and `created_at`.
+        """
+        valid = await checked(body_bytes, self.intake.create, body)
+        request, tools, text_format, new_items = valid.request, valid.tools, valid.text_format, valid.new_items
         _check_combinations(request)
         model = self._router.canonical(request.model)
-        tools = resolve_tools(request, omit_unsupported=self._omit_unsupported_tools)
-        text_format = resolve_text_format(request)
-        new_items = normalize_input(request.input)
-        history: list[dict[str, Any]] = []
-        if request.previous_response_id is not None:
-            chain = await self._store.chain(request.previous_response_id, owner)
-            # An empty chain is an unknown id; a chain whose oldest link still points back has lost an
-            # ancestor (deleted): answering without it would silently drop part of the conversation.
-            missing = request.previous_response_id if not chain else chain[0].previous_response_id
-            if missing is not None:
-                raise InvalidRequest(
-                    f"Previous response with id '{missing}' not found.",
-                    param="previous_response_id",
-                    code="previous_response_not_found",
-                )
-            history = chain_items(chain)
-        conversation_id = _conversation_id(request)
-        if conversation_id is not None:
-            conversation = await self._conversations.items(conversation_id, owner)
-            if conversation is None:
-                # OpenAI answers an unknown conversation with a 404 that names no parameter.
-                raise NotFound(f"Conversation with id '{conversation_id}' not found.")
-            history = conversation
-        context = assemble(history, new_items)
+        context = await self._context.context(request, new_items, owner=owner)
         parallel = request.parallel_tool_calls is not False
         include = request.include or []
         call = ModelCall(
@@ -167,19 +161,20 @@ class ResponsesService:
         return Prepared(
             request=request,
             owner=owner,
-            response_id=new_id("resp"),
-            created_at=int(time.time()),
+            response_id=response_id or new_id("resp"),
+            created_at=int(time.time()) if created_at is None else created_at,
             model=model,
             input_items=[item for item in new_items],
             tools=tools,
             call=call,
-            conversation_id=conversation_id,
+            conversation_id=conversation_of(request),
         )
 
     async def _start(self, prepared: Prepared) -> _Started:
         """Open a provider stream and wait for its first delta, failing over on retryable errors."""
         last: APIError | None = None
         unsupported: InvalidRequest | None = None
+        limited: list[RateLimited] = []
         for deployment in self._router.attempts(prepared.request.model):
             call = dataclasses.replace(
                 prepared.call, model=deployment.name, upstream_model=deployment.entry.target
@@ -193,8 +188,10 @@ class ResponsesService:
                 await _close(stream)
                 if isinstance(exc, UpstreamError) and not exc.retryable:
                     raise
-                log.warning("deployment %s failed before the first token: %s", deployment.label, exc.message)
-                self._router.record_failure(deployment)
+                log.warning("deployment %s failed before the first token: %s", deployment.label, log_safe(exc))
+                retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+                limited += [exc] if isinstance(exc, RateLimited) else []
+                self._router.record_failure(deployment, retry_after=retry_after)
                 last = exc
                 continue
             except InvalidRequest as exc:
@@ -202,7 +199,7 @@ class ResponsesService:
                 if exc.code != "unsupported_feature":
                     raise
                 # This deployment lacks a feature the request needs; another deployment may have it.
-                log.info("deployment %s cannot serve this request: %s", deployment.label, exc.message)
+                log.info("deployment %s cannot serve this request: %s", deployment.label, log_safe(exc))
                 unsupported = unsupported or exc
                 continue
             except BaseException:
@@ -211,7 +208,7 @@ class ResponsesService:
             self._router.record_success(deployment)
             log.info("response %s served by %s", prepared.response_id, deployment.label)
             return _Started(deployment, call, stream, first)
-        error = last or unsupported
+        error = _soonest(limited) or last or unsupported
         assert error is not None
         raise error
 
@@ -228,11 +225,14 @@ class ResponsesService:
         await self._save(prepared, queued, [], {})
         return queued
 
-    async def run(self, prepared: Prepared) -> AsyncIterator[list[Event]]:
+    async def run(
+        self, prepared: Prepared, *, handed_off: Callable[[], bool] = lambda: False
+    ) -> AsyncIterator[list[Event]]:
         """Batches of events, opening to terminal; the response is stored before the terminal batch.
 
         In the foreground a failure before the model's first token is raised (a plain HTTP error);
         in the background nobody waits for the HTTP answer, so it becomes a stored `response.failed`.
+        Background work stopped while `handed_off()` is true stores nothing: another process runs it again.
         """
         try:
             started = await self._start(prepared)
@@ -251,6 +251,7 @@ class ResponsesService:
         stream = started.stream
         first: Delta | None = started.first
         retries_left = 1 if self._regenerate_once else 0
+        turns = LoopTurns()
         try:
             yield builder.opening(queued=prepared.background)
             while True:
@@ -259,6 +260,7 @@ class ResponsesService:
                         if batch := builder.feed(first):
                             yield batch
                         async for delta in stream:
+                            await turns.give()
                             if batch := builder.feed(delta):
                                 yield batch
                     batch = builder.finish()
@@ -269,7 +271,7 @@ class ResponsesService:
                     if not retries_left or (prepared.stream and builder.emitted_output):
                         raise
                     retries_left -= 1
-                    log.warning("regenerating response %s once: %s", prepared.response_id, exc.message)
+                    log.warning("regenerating response %s once: %s", prepared.response_id, log_safe(exc))
                     await _close(stream)
                     if prepared.stream:
                         builder.reset_pending()
@@ -279,11 +281,13 @@ class ResponsesService:
                     stream = deployment.provider.stream(call)
                     first = await anext(stream, None)
         except APIError as exc:
-            log.warning("response %s failed: %s", prepared.response_id, exc.message)
+            log.warning("response %s failed: %s", prepared.response_id, log_safe(exc))
             batch = builder.fail(exc)
         except (asyncio.CancelledError, GeneratorExit):
-            # Background work is only ever cancelled on request (or at shutdown); foreground work
-            # is cancelled when its client hangs up.
+            # Foreground work is cancelled when its client hangs up; background work on request, or
+            # handed off (at shutdown, or with its lease lost) to run again from its input elsewhere.
+            if prepared.background and handed_off():
+                raise
             if prepared.background:
                 builder.cancel()
             elif not prepared.stream:
@@ -295,14 +299,20 @@ class ResponsesService:
             assert builder.final is not None
             await self._save(prepared, builder.final, builder.events, builder.reasoning_blobs)
             raise
-        except Exception:
-            log.exception("response %s failed with an internal error", prepared.response_id)
+        except Exception as exc:
+            log.error("response %s failed: %s", prepared.response_id, log_safe_trace(exc))
             batch = builder.fail(ServerError("The server had an error while processing your request."))
         finally:
             await _close(stream)
         assert builder.final is not None
-        await self._save(prepared, builder.final, builder.events, builder.reasoning_blobs)
-        await self._append_to_conversation(prepared, builder.final, builder.reasoning_blobs)
+        try:
+            await self._keep(prepared, builder.final, builder.events, builder.reasoning_blobs)
+        except ServerError as exc:
+            if not (prepared.stream or prepared.background):
+                raise  # a plain 500, logged where every 5xx answer is
+            # A stream reports it only as its terminal event: logged here, once.
+            log.error("response %s could not be stored: %s", prepared.response_id, log_safe_trace(exc))
+            batch = [*batch[:-1], *builder.retract(ServerError(exc.message, code="store_error"))]
         yield batch
 
     @staticmethod
@@ -342,7 +352,24 @@ class ResponsesService:
             response=final,
             input_items=prepared.input_items,
         )
-        await self._store.save(record, events)
+        # Background responses keep their events: followers resume them by sequence number. Any other
+        # response is replayed from itself (`GET ?stream=true`), so its events are not stored twice over.
+        await self._store.save(record, events if prepared.background else None)
+
+    async def _keep(
+        self, prepared: Prepared, final: dict[str, Any], events: list[Event], blobs: dict[str, str]
+    ) -> None:
+        """Store the response, then add its turn to its conversation: both, or (the store willing) neither."""
+        await self._save(prepared, final, events, blobs)
+        try:
+            await self._append_to_conversation(prepared, final, blobs)
+        except ServerError:
+            if prepared.store:
+                try:
+                    await self._store.delete(prepared.response_id, prepared.owner)
+                except ServerError:
+                    log.warning("response %s stays stored without its conversation turn", prepared.response_id)
+            raise
 
     async def _append_to_conversation(
         self, prepared: Prepared, final: dict[str, Any], blobs: dict[str, str]
@@ -368,9 +395,12 @@ class ResponsesService:
             )
 
 
-def _conversation_id(request: CreateResponse) -> str | None:
-    conversation = request.conversation
-    return conversation if isinstance(conversation, str) or conversation is None else conversation.id
+def _soonest(limited: list[RateLimited]) -> RateLimited | None:
+    """The 429 to answer with when deployments were rate limited, whatever else failed: it is the only
+    failure that says when trying again will work, and the soonest of those waits is the honest one."""
+    if not limited:
+        return None
+    return min(limited, key=lambda exc: float("inf") if exc.retry_after is None else exc.retry_after)
 
 
 def _with_blobs(output: list[dict[str, Any]], blobs: dict[str, str]) -> list[dict[str, Any]]:

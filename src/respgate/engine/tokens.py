@@ -7,11 +7,11 @@ from typing import Any
 
 import orjson
 
+from respgate.engine.intake import checked
 from respgate.engine.router import Router
 from respgate.engine.service import ResponsesService
 from respgate.protocol.errors import InvalidRequest
 from respgate.protocol.request import CountInputTokens
-from respgate.protocol.validation import parse_model
 from respgate.providers.base import ModelCall, TokenCounter
 
 # Roughly four bytes of English text or JSON per token for BPE tokenizers of the GPT and Llama families.
@@ -38,10 +38,8 @@ class InputTokenCounter:
         self._service = service
         self._router = router
 
-    async def count(self, body: Any, *, owner: str) -> int:
-        if not isinstance(body, dict):
-            raise InvalidRequest("The request body must be a JSON object.", code="invalid_type")
-        request = parse_model(CountInputTokens, body)
+    async def count(self, body: Any, *, owner: str, body_bytes: int = 0) -> int:
+        request = await checked(body_bytes, self._service.intake.model, CountInputTokens, body)
         # `model` is optional here: without it the count is the default model's (or the first configured).
         model = request.model or self._router.default_model or next(iter(self._router.model_names), None)
         if model is None:
@@ -49,7 +47,7 @@ class InputTokenCounter:
                 "Missing required parameter: 'model'.", param="model", code="missing_required_parameter"
             )
         create = {key: value for key, value in body.items() if value is not None}
-        prepared = await self._service.prepare({**create, "model": model}, owner=owner)
+        prepared = await self._service.prepare({**create, "model": model}, owner=owner, body_bytes=body_bytes)
         # The first deployment counts: the deployments of one model name are meant to serve one model.
         deployment = next((dep for dep in self._router.deployments() if dep.name == prepared.model), None)
         if deployment is None or not isinstance(deployment.provider, TokenCounter):

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import orjson
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 
+from respgate.config import Limits
+from respgate.engine.schemas import check_schema, first_error, nesting_violation
 from respgate.protocol.errors import GenerationFailed, InvalidRequest
 from respgate.protocol.request import (
     CreateResponse,
@@ -72,13 +71,6 @@ def _closed(schema: Any) -> Any:
     return result
 
 
-def _check_schema(schema: dict[str, Any], *, what: str, param: str) -> None:
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        raise InvalidRequest(f"Invalid schema for {what}: {exc.message}", param=param) from exc
-
-
 @dataclass(frozen=True, slots=True)
 class ResolvedTools:
     specs: list[FunctionSpec]
@@ -89,14 +81,15 @@ class ResolvedTools:
 
 
 def _function_spec(
-    tool: FunctionTool, where: str, namespace: str | None = None
+    tool: FunctionTool, where: str, limits: Limits, namespace: str | None = None
 ) -> tuple[FunctionSpec, dict[str, Any]]:
     parameters = tool.parameters if tool.parameters is not None else dict(_EMPTY_OBJECT)
     param = f"{where}.parameters"
-    _check_schema(parameters, what=f"function '{tool.name}'", param=param)
-    problem = strict_violation(_closed(parameters))
+    size = check_schema(parameters, what=f"function '{tool.name}'", param=param, limits=limits)
+    too_deep = nesting_violation(size, limits)
+    problem = strict_violation(_closed(parameters)) or too_deep
     if tool.strict:
-        if explicit := strict_violation(parameters):
+        if explicit := strict_violation(parameters) or too_deep:
             raise InvalidRequest(f"Invalid schema for function '{tool.name}': {explicit}", param=param)
         strict = True
     elif tool.strict is None:
@@ -118,20 +111,23 @@ def _function_spec(
     return spec, echo
 
 
-def resolve_tools(request: CreateResponse, *, omit_unsupported: bool = False) -> ResolvedTools:
+def resolve_tools(
+    request: CreateResponse, *, limits: Limits | None = None, omit_unsupported: bool = False
+) -> ResolvedTools:
     """Validate `tools` and `tool_choice`.
 
     A tool type the server cannot run is a 400 naming it, unless the server is configured to omit
     such tools (`unsupported_tools: omit`): then the model does not see them, they are echoed as sent,
     and their types are reported back (the `x-respgate-omitted-tools` header).
     """
+    limits = limits or Limits()
     specs: list[FunctionSpec] = []
     echo: list[dict[str, Any]] = []
     omitted: list[str] = []
     seen: set[str] = set()
 
     def add(tool: FunctionTool, where: str, namespace: str | None = None) -> None:
-        spec, shown = _function_spec(tool, where, namespace)
+        spec, shown = _function_spec(tool, where, limits, namespace)
         if spec.name in seen:
             raise InvalidRequest(
                 f"Duplicate tool name '{spec.name}' in tools.", param=f"{where}.name", code="invalid_value"
@@ -193,7 +189,7 @@ def resolve_tools(request: CreateResponse, *, omit_unsupported: bool = False) ->
     return ResolvedTools(specs=specs, echo=echo, mode=mode, allowed=allowed, omitted=omitted)
 
 
-def resolve_text_format(request: CreateResponse) -> dict[str, Any] | None:
+def resolve_text_format(request: CreateResponse, *, limits: Limits | None = None) -> dict[str, Any] | None:
     """The `text.format` the model must follow, checked like OpenAI checks `response_format`."""
     if request.text is None:
         return None
@@ -202,8 +198,10 @@ def resolve_text_format(request: CreateResponse) -> dict[str, Any] | None:
         return {"type": "json_object"}
     if not isinstance(fmt, FormatJsonSchema):
         return None
-    _check_schema(fmt.schema_, what=f"response_format '{fmt.name}'", param="text.format.schema")
-    if fmt.strict and (problem := strict_violation(fmt.schema_)):
+    limits = limits or Limits()
+    what = f"response_format '{fmt.name}'"
+    size = check_schema(fmt.schema_, what=what, param="text.format.schema", limits=limits)
+    if fmt.strict and (problem := strict_violation(fmt.schema_) or nesting_violation(size, limits)):
         raise InvalidRequest(
             f"Invalid schema for response_format '{fmt.name}': {problem}", param="text.format.schema"
         )
@@ -214,11 +212,6 @@ def resolve_text_format(request: CreateResponse) -> dict[str, Any] | None:
         "strict": bool(fmt.strict),
         "description": fmt.description,
     }
-
-
-@lru_cache(maxsize=512)
-def _validator(schema_json: bytes) -> Draft202012Validator:
-    return Draft202012Validator(orjson.loads(schema_json))
 
 
 def check_arguments(spec: FunctionSpec, arguments: str) -> None:
@@ -235,10 +228,9 @@ def check_arguments(spec: FunctionSpec, arguments: str) -> None:
             f"The model produced arguments for '{spec.name}' that are not a JSON object.",
             code="invalid_tool_arguments",
         )
-    validator = _validator(orjson.dumps(spec.parameters, option=orjson.OPT_SORT_KEYS))
-    error = next(iter(validator.iter_errors(value)), None)
+    error = first_error(spec.parameters, value)
     if error is not None:
-        where = "/".join(str(part) for part in error.absolute_path) or "(root)"
+        where = "/".join(str(part) for part in error.instance_path) or "(root)"
         raise GenerationFailed(
             f"The model produced arguments for '{spec.name}' that do not match its schema at {where}: "
             f"{error.message}",
@@ -255,8 +247,7 @@ def check_output_text(text_format: dict[str, Any] | None, text: str) -> None:
     except orjson.JSONDecodeError as exc:
         raise GenerationFailed("The model's output is not valid JSON.", code="invalid_json_output") from exc
     if text_format["type"] == "json_schema":
-        validator = _validator(orjson.dumps(text_format["schema"], option=orjson.OPT_SORT_KEYS))
-        error = next(iter(validator.iter_errors(value)), None)
+        error = first_error(text_format["schema"], value)
         if error is not None:
             raise GenerationFailed(
                 f"The model's output does not match the schema '{text_format['name']}': {error.message}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
@@ -20,11 +22,18 @@ from respgate.engine.service import ResponsesService
 from respgate.engine.tokens import InputTokenCounter
 from respgate.http.auth import KeyChecker
 from respgate.http.conversations import ConversationRoutes
-from respgate.http.errors import RequestIdMiddleware, on_api_error, on_http_error, on_unexpected
+from respgate.http.errors import (
+    RequestIdMiddleware,
+    on_api_error,
+    on_client_disconnect,
+    on_http_error,
+    on_unexpected,
+)
 from respgate.http.routes import Routes
 from respgate.protocol.errors import APIError
 from respgate.providers.base import ManagedProvider, Provider
-from respgate.storage.base import ConversationStore, ResponseStore
+from respgate.storage.base import ConversationStore, JobStore, ResponseStore
+from respgate.storage.retention import Retention
 from respgate.storage.sql import SqlResponseStore, open_store
 
 log = logging.getLogger(__name__)
@@ -52,10 +61,11 @@ class Gateway:
         build_provider: ProviderFactory,
         store: ResponseStore | None = None,
         conversations: ConversationStore | None = None,
+        jobs: JobStore | None = None,
     ) -> Gateway:
         """Start the providers and open the stores; a given `store` is used (and closed) as it is.
 
-        `conversations` defaults to the conversation store of a SQL `store`.
+        `conversations` and `jobs` default to the conversation and job stores of a SQL `store`.
         """
         router = Router(
             entries=settings.models,
@@ -71,11 +81,12 @@ class Gateway:
             pool_size=overload.store_pool_size,
             pool_timeout=overload.store_pool_timeout_seconds,
         )
-        if conversations is None:
+        if conversations is None or jobs is None:
             if not isinstance(opened_store, SqlResponseStore):
                 await opened_store.aclose()
-                raise TypeError("a store that is not a SqlResponseStore needs its own conversations store")
-            conversations = opened_store.conversations
+                raise TypeError("a store that is not a SqlResponseStore needs its own conversation and job stores")
+            conversations = conversations or opened_store.conversations
+            jobs = jobs or opened_store.jobs
         try:
             for provider in router.providers():
                 if isinstance(provider, ManagedProvider):
@@ -90,15 +101,19 @@ class Gateway:
             store=opened_store,
             conversations=conversations,
             router=router,
+            max_context_bytes=settings.max_context_bytes or settings.max_body_bytes,
             omit_unsupported_tools=settings.unsupported_tools == "omit",
+            limits=settings.limits,
         )
+        background = BackgroundJobs(service=service, store=opened_store, jobs=jobs, settings=settings.background)
+        background.start()
         return cls(
             settings=settings,
             store=opened_store,
             conversations=conversations,
             router=router,
             service=service,
-            jobs=BackgroundJobs(service=service),
+            jobs=background,
             admission=Admission(
                 max_generations=overload.max_generations,
                 max_store_queue=overload.max_store_queue,
@@ -109,6 +124,7 @@ class Gateway:
         )
 
     async def aclose(self) -> None:
+        # First, while providers and store still work: running background jobs get their grace period.
         await self.jobs.aclose()
         for provider in self.router.providers():
             if isinstance(provider, ManagedProvider):
@@ -136,16 +152,26 @@ def create_app(gateway: Gateway, *, manage: bool = False) -> ASGIApp:
         keepalive_seconds=settings.keepalive_seconds,
     )
     conversations = ConversationRoutes(
-        store=gateway.conversations, keys=keys, max_body_bytes=settings.max_body_bytes
+        store=gateway.conversations,
+        keys=keys,
+        max_body_bytes=settings.max_body_bytes,
+        intake=gateway.service.intake,
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        purging: asyncio.Task[None] | None = None
+        if settings.retention_days is not None:
+            purging = asyncio.create_task(Retention(gateway.store, days=settings.retention_days).run())
         admission.loop_lag.start()
         try:
             yield
         finally:
             admission.loop_lag.stop()
+            if purging is not None:
+                purging.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await purging
             if manage:
                 await gateway.aclose()
 
@@ -165,6 +191,7 @@ def create_app(gateway: Gateway, *, manage: bool = False) -> ASGIApp:
         exception_handlers={
             APIError: on_api_error,
             HTTPException: on_http_error,
+            ClientDisconnect: on_client_disconnect,
             Exception: on_unexpected,
         },
         lifespan=lifespan,

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from respgate.engine.context import for_conversation, normalize_input
+from respgate.engine.intake import Intake, checked
 from respgate.http.auth import KeyChecker
 from respgate.http.errors import json_response
 from respgate.http.params import check_include, int_param, json_body, order_param, without_hidden_reasoning
@@ -17,15 +18,16 @@ from respgate.protocol.conversations import AddConversationItems, CreateConversa
 from respgate.protocol.errors import InvalidRequest, NotFound
 from respgate.protocol.ids import new_id
 from respgate.protocol.items import InputItem
-from respgate.protocol.validation import M, parse_model
+from respgate.protocol.validation import M
 from respgate.storage.base import ConversationStore, StoredConversation
 
 
 class ConversationRoutes:
-    def __init__(self, *, store: ConversationStore, keys: KeyChecker, max_body_bytes: int) -> None:
+    def __init__(self, *, store: ConversationStore, keys: KeyChecker, max_body_bytes: int, intake: Intake) -> None:
         self._store = store
         self._keys = keys
         self._max_body = max_body_bytes
+        self._intake = intake
 
     def routes(self) -> list[Route]:
         one = "/v1/conversations/{conversation_id}"
@@ -45,17 +47,28 @@ class ConversationRoutes:
 
     async def _body(self, request: Request, model: type[M]) -> M:
         body = await json_body(request, max_bytes=self._max_body)
-        if not isinstance(body, dict):
-            raise InvalidRequest("The request body must be a JSON object.", code="invalid_type")
-        return parse_model(model, body)
+        return await checked(body.size, self._intake.model, model, body.value)
+
+    async def _with_items(
+        self, request: Request, model: type[CreateConversation] | type[AddConversationItems]
+    ) -> tuple[CreateConversation | AddConversationItems, list[dict[str, Any]]]:
+        """A body that adds items, validated, with its items normalised (on a thread when large)."""
+        body = await json_body(request, max_bytes=self._max_body)
+
+        def check() -> tuple[CreateConversation | AddConversationItems, list[dict[str, Any]]]:
+            parsed = self._intake.model(model, body.value, items_key="items")
+            return parsed, _new_items(parsed.items or [])
+
+        return await checked(body.size, check)
 
     async def create(self, request: Request) -> Response:
         owner = self._owner(request)
-        body = await self._body(request, CreateConversation)
+        body, items = await self._with_items(request, CreateConversation)
+        assert isinstance(body, CreateConversation)
         conversation = StoredConversation(
             id=new_id("conv"), owner=owner, created_at=int(time.time()), metadata=body.metadata or {}
         )
-        await self._store.create_conversation(conversation, _new_items(body.items or []))
+        await self._store.create_conversation(conversation, items)
         return json_response(_conversation(conversation))
 
     async def retrieve(self, request: Request) -> Response:
@@ -80,9 +93,9 @@ class ConversationRoutes:
     async def add_items(self, request: Request) -> Response:
         owner = self._owner(request)
         include = check_include(request)
-        body = await self._body(request, AddConversationItems)
+        _body, items = await self._with_items(request, AddConversationItems)
         conversation_id = request.path_params["conversation_id"]
-        added = await self._store.add_items(conversation_id, owner, _new_items(body.items))
+        added = await self._store.add_items(conversation_id, owner, items)
         if added is None:
             raise _not_found(conversation_id)
         return json_response(_item_list(without_hidden_reasoning(added, include), has_more=False))

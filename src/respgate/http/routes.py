@@ -11,7 +11,9 @@ from starlette.responses import Response
 
 from respgate.engine.admission import Admission
 from respgate.engine.background import BackgroundJobs
+from respgate.engine.builder import EventBuilder
 from respgate.engine.events import Event
+from respgate.engine.live import UNFINISHED
 from respgate.engine.router import Router
 from respgate.engine.service import ResponsesService
 from respgate.engine.tokens import InputTokenCounter
@@ -19,6 +21,7 @@ from respgate.http.auth import KeyChecker
 from respgate.http.disconnect import ClientDisconnected, NoAnswer, unless_disconnected
 from respgate.http.errors import json_response
 from respgate.http.params import (
+    JsonBody,
     check_include,
     flag,
     int_param,
@@ -60,7 +63,7 @@ class Routes:
     def _owner(self, request: Request) -> str:
         return self._keys.owner(request.headers.get("authorization"))
 
-    async def _json_body(self, request: Request) -> Any:
+    async def _json_body(self, request: Request) -> JsonBody:
         return await json_body(request, max_bytes=self._max_body)
 
     async def create(self, request: Request) -> Response | EventStreamResponse | NoAnswer:
@@ -68,15 +71,15 @@ class Routes:
         # Before the body is read, so that a refusal costs as little as it can: a process short of CPU,
         # or whose store is behind, takes on no new work of any kind.
         self._admission.check()
-        prepared = await self._service.prepare(await self._json_body(request), owner=owner)
+        body = await self._json_body(request)
+        prepared = await self._service.prepare(body.value, owner=owner, body_bytes=body.size)
         headers = {"x-respgate-omitted-tools": ",".join(prepared.tools.omitted)} if prepared.tools.omitted else {}
         if prepared.background:
-            queued, job = await self._jobs.submit(prepared)
+            queued = await self._jobs.submit(prepared)
             if prepared.stream:
                 # Hanging up stops following, not the work: it can be resumed with GET ?stream=true.
-                return EventStreamResponse(
-                    _framed_batches(job.follow()), headers=headers, keepalive=self._keepalive
-                )
+                followed = self._jobs.follow(prepared.response_id, owner)
+                return EventStreamResponse(_framed_batches(followed), headers=headers, keepalive=self._keepalive)
             return json_response(queued, headers=headers)
         slot = self._admission.admit()
         batches = slot.hold(self._service.run(prepared))
@@ -99,7 +102,8 @@ class Routes:
 
     async def input_tokens(self, request: Request) -> Response:
         owner = self._owner(request)
-        count = await self._counter.count(await self._json_body(request), owner=owner)
+        body = await self._json_body(request)
+        count = await self._counter.count(body.value, owner=owner, body_bytes=body.size)
         return json_response({"object": "response.input_tokens", "input_tokens": count})
 
     async def retrieve(self, request: Request) -> Response | EventStreamResponse:
@@ -109,11 +113,24 @@ class Routes:
         job = self._jobs.get(response_id, owner)
         if flag(request, "stream"):
             after = int_param(request, "starting_after", default=-1, minimum=-1)
-            if job is not None:
-                return EventStreamResponse(_framed_batches(job.follow(after)), keepalive=self._keepalive)
+            record = None if job is not None else await self._store.get(response_id, owner)
+            if job is None and record is None:
+                raise _not_found(response_id)
+            if job is not None or (record is not None and record.status in UNFINISHED):
+                # Running here (followed live), or elsewhere or waiting (followed until the store shows its end).
+                followed = self._jobs.follow(response_id, owner, after)
+                return EventStreamResponse(_framed_batches(followed), keepalive=self._keepalive)
             events = await self._store.events(response_id, owner)
             if events is None:
-                raise _not_found(response_id)
+                # Only background responses keep their events (followers resume them by number); any
+                # other is replayed from the response it stored.
+                record = await self._store.get(response_id, owner)
+                if record is None:
+                    raise _not_found(response_id)
+                obfuscate = request.query_params.get("include_obfuscation") is None or flag(
+                    request, "include_obfuscation"
+                )
+                events = EventBuilder.replay(_visible(record.response, include), obfuscate=obfuscate)
             replay = [event for event in events if event["sequence_number"] > after]
             return EventStreamResponse(_replay(replay), keepalive=self._keepalive)
         if job is not None and (snapshot := job.snapshot()) is not None:
@@ -133,24 +150,20 @@ class Routes:
     async def cancel(self, request: Request) -> Response:
         owner = self._owner(request)
         response_id = request.path_params["response_id"]
-        job = self._jobs.get(response_id, owner)
-        if job is not None:
-            await self._jobs.cancel(job)
         record = await self._store.get(response_id, owner)
         if record is None:
             raise _not_found(response_id)
-        response = record.response
-        if not response.get("background"):
+        if not record.response.get("background"):
             raise InvalidRequest(
                 "Only responses created with background=true can be cancelled.", param="response_id"
             )
-        if job is None and response["status"] in ("queued", "in_progress"):
-            raise InvalidRequest(
-                f"Response with id '{response_id}' is running in another server process and cannot be "
-                "cancelled from this one.",
-                param="response_id",
-            )
-        return json_response(_visible(response, set()))
+        if record.status in UNFINISHED:
+            # Wherever it runs or waits; this returns once the cancelled response is stored.
+            await self._jobs.cancel(response_id, owner)
+            record = await self._store.get(response_id, owner)
+            if record is None:
+                raise _not_found(response_id)
+        return json_response(_visible(record.response, set()))
 
     async def input_items(self, request: Request) -> Response:
         owner = self._owner(request)

@@ -11,6 +11,8 @@ from typing import Any
 import orjson
 from starlette.types import Receive, Scope, Send
 
+from respgate.protocol.errors import log_safe_trace
+
 log = logging.getLogger(__name__)
 
 PING = b": ping\n\n"
@@ -79,8 +81,8 @@ class EventStreamResponse:
                         await asyncio.sleep(0)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("an event stream failed")
+        except Exception as exc:
+            log.error("an event stream failed: %s", log_safe_trace(exc))
         finally:
             aclose = getattr(self._chunks, "aclose", None)
             if aclose is not None:

@@ -104,7 +104,8 @@ def _item_tag(value: Any) -> str:
     kind = value.get("type")
     if kind is None:
         return "item_reference" if "role" not in value and "id" in value else "message"
-    return kind if kind in _KNOWN else "other"
+    # Any JSON value can arrive here; only a known string picks a type (the rest fail as "other").
+    return kind if isinstance(kind, str) and kind in _KNOWN else "other"
 
 
 InputItem = Annotated[

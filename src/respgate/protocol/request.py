@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from respgate.protocol.items import InputItem
 
@@ -142,6 +142,15 @@ def _metadata_limits(value: dict[str, str]) -> dict[str, str]:
 Metadata = Annotated[dict[str, str], AfterValidator(_metadata_limits)]
 
 
+def _no_penalty(value: float) -> float:
+    if value != 0:
+        raise ValueError("penalties are not supported by this server; send 0 or null.")
+    return value
+
+
+Penalty = Annotated[float, AfterValidator(_no_penalty)]
+
+
 class ConversationRef(_Strict):
     id: str
 
@@ -156,6 +165,10 @@ Includable = Literal[
     "reasoning.encrypted_content",
     "message.output_text.logprobs",
 ]
+
+
+# Fields the Open Responses schema lets a client send as null, meaning "as if not sent".
+_NULL_IS_ABSENT = ("model", "tools", "tool_choice")
 
 
 class CreateResponse(_Strict):
@@ -199,6 +212,16 @@ class CreateResponse(_Strict):
     prompt_cache_options: Any = None
     client_metadata: Any = None
     personality: Any = None
+    # In the Open Responses schema, not in OpenAI's: null and 0 (no penalty) are accepted.
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_absent(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(key in data and data[key] is None for key in _NULL_IS_ABSENT):
+            return {key: value for key, value in data.items() if value is not None or key not in _NULL_IS_ABSENT}
+        return data
 
 
 class CountInputTokens(_Strict):

@@ -28,15 +28,13 @@ from respgate.providers.base import (
     ToolCallEnd,
     Usage,
 )
-from respgate.providers.upstream import (
+from respgate.providers.upstream import UpstreamProvider, tag_reasoning, untag_reasoning
+from respgate.providers.upstream_settings import (
     Capabilities,
-    UpstreamProvider,
     UpstreamSettings,
     check_capabilities,
     load_settings,
     merge_params,
-    tag_reasoning,
-    untag_reasoning,
 )
 
 _PROVIDER = "anthropic"
@@ -285,7 +283,11 @@ _STOP_REASONS: dict[str, FinishReason] = {
 
 
 class _EventReader:
-    """Messages stream events → neutral deltas, with `ToolCallEnd` when a tool_use block stops."""
+    """Messages stream events → neutral deltas, with `ToolCallEnd` when a tool_use block stops.
+
+    `message_delta` with a `stop_reason` is the finish (it carries the final usage too); the
+    `message_stop` after it is only the end of the stream.
+    """
 
     def __init__(self) -> None:
         self.finished = False
@@ -293,6 +295,24 @@ class _EventReader:
         self._tools = 0
         self._usage: dict[str, int] = {}
         self._stop: str | None = None
+
+    @property
+    def finishing(self) -> bool:
+        return self._stop is not None or self.finished
+
+    def end(self) -> list[Delta]:
+        usage = self._usage
+        return [
+            Usage(
+                input_tokens=sum(
+                    usage.get(key, 0)
+                    for key in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+                ),
+                output_tokens=usage.get("output_tokens", 0),
+                cached_tokens=usage.get("cache_read_input_tokens", 0),
+            ),
+            Finish(_STOP_REASONS.get(self._stop or "", "stop")),
+        ]
 
     def read(self, event: dict[str, Any]) -> list[Delta]:
         kind = event.get("type")
@@ -309,18 +329,6 @@ class _EventReader:
             self._take_usage(event.get("usage"))
         elif kind == "message_stop":
             self.finished = True
-            usage = self._usage
-            return [
-                Usage(
-                    input_tokens=sum(
-                        usage.get(key, 0)
-                        for key in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
-                    ),
-                    output_tokens=usage.get("output_tokens", 0),
-                    cached_tokens=usage.get("cache_read_input_tokens", 0),
-                ),
-                Finish(_STOP_REASONS.get(self._stop or "", "stop")),
-            ]
         elif kind == "error":
             raise _failure(event.get("error") or {})
         return []

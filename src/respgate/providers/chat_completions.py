@@ -25,17 +25,8 @@ from respgate.providers.base import (
     ToolCallDelta,
     Usage,
 )
-from respgate.providers.upstream import (
-    MalformedUpstream,
-    StreamGuard,
-    UpstreamProvider,
-    UpstreamSettings,
-    bearer,
-    check_capabilities,
-    load_settings,
-    merge_params,
-    parse_json,
-)
+from respgate.providers.upstream import MalformedUpstream, UpstreamProvider, bearer
+from respgate.providers.upstream_settings import UpstreamSettings, check_capabilities, load_settings, merge_params
 
 
 class ChatCompletionsSettings(UpstreamSettings):
@@ -211,25 +202,18 @@ class ChatCompletionsProvider(UpstreamProvider):
             function["strict"] = strict
         return {"type": "function", "function": function}
 
-    async def stream(self, call: ModelCall) -> AsyncIterator[Delta]:
-        body = self.request_body(call)
-        guard = StreamGuard()
-        chunks = _ChunkReader()
-        with self._upstream.errors(guard):
-            async with self._upstream.post_sse("/chat/completions", body) as events:
-                async for event in events:
-                    if event.data.strip() == "[DONE]":
-                        break
-                    for delta in chunks.read(parse_json(event.data)):
-                        guard.yielded = True
-                        yield delta
-            for delta in chunks.end():
-                guard.yielded = True
-                yield delta
+    def stream(self, call: ModelCall) -> AsyncIterator[Delta]:
+        return self._relay("/chat/completions", self.request_body(call), _ChunkReader(), last="a finish_reason")
 
 
 class _ChunkReader:
-    """Chat completion chunks → neutral deltas; keeps what is only known at the end (usage, finish)."""
+    """Chat completion chunks → neutral deltas; keeps what is only known at the end (usage, finish).
+
+    The chunk with `finish_reason` is the finish; the usage chunk and `[DONE]` that follow are a tail
+    (the stream ends at `[DONE]` or when the body does).
+    """
+
+    finished = False
 
     def __init__(self) -> None:
         self._finish: str | None = None
@@ -280,9 +264,11 @@ class _ChunkReader:
             raise MalformedUpstream("the first chunk of a tool call has no function name")
         return ToolCallDelta(known[1], name=name, arguments=arguments)
 
+    @property
+    def finishing(self) -> bool:
+        return self._finish is not None
+
     def end(self) -> list[Delta]:
-        if self._finish is None:
-            raise MalformedUpstream("the stream ended without a finish_reason")
         reason: FinishReason = "stop"
         if self._finish in ("length", "content_filter"):
             reason = "length" if self._finish == "length" else "content_filter"

@@ -24,16 +24,8 @@ from respgate.providers.base import (
     ToolCallEnd,
     Usage,
 )
-from respgate.providers.upstream import (
-    MalformedUpstream,
-    UpstreamProvider,
-    UpstreamSettings,
-    bearer,
-    check_capabilities,
-    load_settings,
-    merge_params,
-    untag_reasoning,
-)
+from respgate.providers.upstream import MalformedUpstream, UpstreamProvider, bearer, untag_reasoning
+from respgate.providers.upstream_settings import UpstreamSettings, check_capabilities, load_settings, merge_params
 
 _ITEM_FIELDS = {
     "message": ("role", "content"),
@@ -156,6 +148,14 @@ class _EventReader:
         self.finished = False
         self._calls: dict[int, _Call] = {}
         self._streamed: set[tuple[int, str]] = set()
+
+    @property
+    def finishing(self) -> bool:
+        # `response.completed` is both the finish and the last event: there is no tail to wait for.
+        return self.finished
+
+    def end(self) -> list[Delta]:
+        return []
 
     def read(self, event: dict[str, Any]) -> list[Delta]:
         kind = event.get("type")

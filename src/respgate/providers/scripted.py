@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import orjson
@@ -74,11 +74,6 @@ class ScriptedSettings(BaseModel):
     delay: float = Field(default=0.0, ge=0)
 
 
-def tokens(text: str) -> list[str]:
-    """Split text into token-sized pieces (words of up to four characters, with their leading space)."""
-    return _TOKEN.findall(text)
-
-
 def assistant_turns(items: list[dict[str, Any]]) -> int:
     """How many runs of consecutive assistant items (messages, calls, reasoning) the context holds."""
     turns, inside = 0, False
@@ -100,6 +95,30 @@ def _last_user_text(items: list[dict[str, Any]]) -> str:
                 part.get("text", "") for part in item.get("content", []) if part.get("type") == "input_text"
             )
     return ""
+
+
+def _lazy_tokens(text: str) -> Iterator[str]:
+    """Token-sized pieces of `text` (words of up to four characters, with their leading space)."""
+    return (match.group() for match in _TOKEN.finditer(text))
+
+
+def _pieces(turn: ScriptedTurn, call: ModelCall) -> Iterator[Delta]:
+    """The turn's deltas, made one at a time: a long echo is never built up front."""
+    if turn.reasoning:
+        yield from (ReasoningDelta(text=piece) for piece in _lazy_tokens(turn.reasoning))
+    if turn.refusal:
+        yield from (RefusalDelta(piece) for piece in _lazy_tokens(turn.refusal))
+    text = _last_user_text(call.items) if turn.echo else turn.text
+    if text:
+        yield from (TextDelta(piece) for piece in _lazy_tokens(text))
+    calls = [] if call.tool_choice == "none" else turn.tool_calls
+    for index, scripted in enumerate(calls):
+        arguments = scripted.arguments
+        encoded = arguments if isinstance(arguments, str) else orjson.dumps(arguments).decode()
+        chunks = [encoded[start : start + 8] for start in range(0, len(encoded), 8)] or [""]
+        yield ToolCallDelta(index, name=scripted.name, arguments=chunks[0])
+        yield from (ToolCallDelta(index, arguments=chunk) for chunk in chunks[1:])
+        yield ToolCallEnd(index)
 
 
 def _fail(error: ScriptedError) -> Exception:
@@ -128,24 +147,7 @@ class ScriptedProvider:
         produced = 0
         input_tokens = await self.count_tokens(call)
 
-        pieces: list[Delta] = []
-        if turn.reasoning:
-            pieces += [ReasoningDelta(text=piece) for piece in tokens(turn.reasoning)]
-        if turn.refusal:
-            pieces += [RefusalDelta(piece) for piece in tokens(turn.refusal)]
-        text = _last_user_text(call.items) if turn.echo else turn.text
-        if text:
-            pieces += [TextDelta(piece) for piece in tokens(text)]
-        calls = [] if call.tool_choice == "none" else turn.tool_calls
-        for index, scripted in enumerate(calls):
-            arguments = scripted.arguments
-            encoded = arguments if isinstance(arguments, str) else orjson.dumps(arguments).decode()
-            chunks = [encoded[start : start + 8] for start in range(0, len(encoded), 8)] or [""]
-            pieces.append(ToolCallDelta(index, name=scripted.name, arguments=chunks[0]))
-            pieces += [ToolCallDelta(index, arguments=chunk) for chunk in chunks[1:]]
-            pieces.append(ToolCallEnd(index))
-
-        for piece in pieces:
+        for piece in _pieces(turn, call):
             if turn.fail_after is not None and produced >= turn.fail_after:
                 raise UpstreamError("The scripted upstream dropped the connection.", retryable=False)
             if budget is not None and produced >= budget and not isinstance(piece, ToolCallEnd):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -93,10 +95,15 @@ class SSEDecoder:
 
 
 class SSEStream:
-    """Async iterator of the events of one streamed response body."""
+    """Async iterator of the events of one streamed response body.
 
-    def __init__(self, content: aiohttp.StreamReader) -> None:
+    `deadline` gives, whenever more bytes must be waited for, the loop time by which they must come
+    (past it the wait raises `TimeoutError`); bytes already received are decoded without a timer.
+    """
+
+    def __init__(self, content: aiohttp.StreamReader, *, deadline: Callable[[], float]) -> None:
         self._content = content
+        self._deadline = deadline
         self._decoder = SSEDecoder()
         self._pending: list[SSEEvent] = []
 
@@ -106,7 +113,10 @@ class SSEStream:
     async def __anext__(self) -> SSEEvent:
         while not self._pending:
             # Bounded reads: a burst of buffered events is decoded a slice at a time, not all before the first.
-            chunk = await self._content.read(_READ_SIZE)
+            chunk = self._content.read_nowait(_READ_SIZE)
+            if not chunk and not self._content.at_eof():
+                async with asyncio.timeout_at(self._deadline()):
+                    chunk = await self._content.read(_READ_SIZE)
             if not chunk:
                 raise StopAsyncIteration
             self._pending = self._decoder.feed(chunk)

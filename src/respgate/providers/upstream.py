@@ -1,146 +1,47 @@
-"""HTTP plumbing shared by the remote providers: settings, one aiohttp session, SSE, error translation."""
+"""HTTP plumbing shared by the remote providers: one aiohttp session, bounded SSE relaying, error translation."""
 
 from __future__ import annotations
 
-import os
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from respgate.config import ConfigError, ModelEntry
-from respgate.protocol.errors import APIError, InvalidRequest, UpstreamError
-from respgate.providers.base import Delta, ModelCall
-from respgate.providers.sse import SSEStream
-
-
-class Timeouts(BaseModel):
-    """Seconds to open a connection, and to wait for each read of the body (not the whole stream)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    connect: float = Field(default=10.0, gt=0)
-    read: float = Field(default=300.0, gt=0)
+from respgate.config import ModelEntry
+from respgate.protocol.errors import APIError, InvalidRequest, RateLimited, UpstreamError
+from respgate.providers.base import Delta
+from respgate.providers.sse import SSEEvent, SSEStream
+from respgate.providers.timing import StreamClock, Timeouts, retry_after, retry_after_headers, try_again_in
+from respgate.providers.upstream_settings import UpstreamSettings
 
 
-class Capabilities(BaseModel):
-    """What a deployment can do, for what cannot be probed; a request needing more gets a 400."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    parallel_tool_calls: bool = True
-    strict: bool = True
-    json_schema: bool = True
-    images: bool = True
-    files: bool = False
-    reasoning: bool = True
-
-
-class UpstreamSettings(BaseModel):
-    """The keys every remote deployment accepts; each provider extends it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    base_url: str
-    api_key: SecretStr | None = None
-    api_key_env: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
-    timeout: Timeouts = Field(default_factory=Timeouts)
-    params: dict[str, Any] = Field(default_factory=dict)
-    capabilities: Capabilities = Field(default_factory=Capabilities)
-
-    @model_validator(mode="after")
-    def _one_key_source(self) -> UpstreamSettings:
-        if self.api_key is not None and self.api_key_env is not None:
-            raise ValueError("set api_key or api_key_env, not both")
-        return self
-
-    def resolved_api_key(self, model: str) -> str | None:
-        if self.api_key is not None:
-            return self.api_key.get_secret_value()
-        if self.api_key_env is None:
-            return None
-        value = os.environ.get(self.api_key_env)
-        if not value:
-            raise ConfigError(f"model '{model}': environment variable {self.api_key_env} is not set")
-        return value
-
-
-SettingsT = TypeVar("SettingsT", bound=UpstreamSettings)
-
-
-def load_settings(entry: ModelEntry, model: type[SettingsT]) -> SettingsT:
-    """Validate an entry's provider settings; the message never echoes values (they may be secrets)."""
+def _error_object(body: bytes) -> dict[str, Any]:
     try:
-        return model.model_validate(entry.provider_settings())
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or '(settings)'}: {error['msg']}"
-            for error in exc.errors(include_input=False, include_url=False)
-        )
-        raise ConfigError(f"model '{entry.name}' ({entry.provider}): {problems}") from exc
-
-
-def merge_params(defaults: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
-    """The configured default parameters under the request's own (nested mappings merge)."""
-    merged = dict(defaults)
-    for key, value in body.items():
-        base = merged.get(key)
-        if isinstance(base, dict) and isinstance(value, dict):
-            merged[key] = merge_params(base, value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def _content_parts(call: ModelCall) -> Iterator[dict[str, Any]]:
-    for item in call.items:
-        content = item.get("content") if item.get("type") == "message" else item.get("output")
-        if isinstance(content, list):
-            yield from (part for part in content if isinstance(part, dict))
-
-
-def check_capabilities(call: ModelCall, caps: Capabilities) -> None:
-    """Refuse, naming the feature, a request this deployment cannot honour (never drop it silently)."""
-    kinds = {part.get("type") for part in _content_parts(call)}
-    missing: list[str] = []
-    if "input_image" in kinds and not caps.images:
-        missing.append("image inputs (input_image)")
-    if "input_file" in kinds and not caps.files:
-        missing.append("file inputs (input_file)")
-    fmt = (call.text_format or {}).get("type")
-    if fmt == "json_schema" and not caps.json_schema:
-        missing.append("structured output (text.format json_schema)")
-    if call.reasoning_effort is not None and not caps.reasoning:
-        missing.append("reasoning (reasoning.effort)")
-    if call.include_encrypted_reasoning and not caps.reasoning:
-        missing.append("reasoning.encrypted_content")
-    if not call.parallel_tool_calls and call.callable_tools() and not caps.parallel_tool_calls:
-        missing.append("parallel_tool_calls=false")
-    if missing:
-        raise InvalidRequest(
-            f"Model '{call.model}' does not support {', '.join(missing)} on this deployment.",
-            code="unsupported_feature",
-        )
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def error_message(body: bytes) -> str:
     """The human message inside an upstream error body, whatever its dialect (not shortened)."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body.decode("utf-8", "replace").strip()
-    if isinstance(data, dict):
-        error = data.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])
-        for key in ("message", "detail", "error"):
-            if isinstance(data.get(key), str):
-                return str(data[key])
+    data = _error_object(body)
+    error = data.get("error")
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])
+    for key in ("message", "detail", "error"):
+        if isinstance(data.get(key), str):
+            return str(data[key])
     return body.decode("utf-8", "replace").strip()
+
+
+def _error_code(body: bytes) -> str | None:
+    error = _error_object(body).get("error")
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) else None
 
 
 _MESSAGE_LIMIT = 500
@@ -149,10 +50,11 @@ _MESSAGE_LIMIT = 500
 class UpstreamStatus(Exception):
     """The upstream answered with a non-2xx status (translated by `Upstream.errors`)."""
 
-    def __init__(self, status: int, body: bytes) -> None:
+    def __init__(self, status: int, body: bytes, headers: dict[str, str]) -> None:
         super().__init__(f"HTTP {status}")
         self.status = status
         self.body = body
+        self.headers = headers  # names in lower case
 
 
 class MalformedUpstream(Exception):
@@ -170,16 +72,19 @@ def parse_json(data: str) -> dict[str, Any]:
 
 
 class StreamGuard:
-    """Remembers whether a delta reached the engine: after that, a failure cannot be retried."""
+    """Remembers whether a delta reached the engine (after that, a failure cannot be retried), and the
+    call's deadlines."""
 
-    __slots__ = ("yielded",)
+    __slots__ = ("clock", "yielded")
 
-    def __init__(self) -> None:
+    def __init__(self, timeouts: Timeouts) -> None:
         self.yielded = False
+        self.clock = StreamClock(timeouts)
 
 
 # 404 means this deployment's base_url or upstream_model is wrong: the client cannot fix that, and
-# another deployment may not share the mistake.
+# another deployment may not share the mistake. A 429 that is not a rate limit is an exhausted quota:
+# the operator's to fix, and another deployment may have one.
 _RETRYABLE_STATUS = frozenset({404, 408, 409, 429})
 _CLIENT_FAULT_STATUS = frozenset({400, 413, 422})
 
@@ -191,7 +96,9 @@ class Upstream:
         self._model = model
         self._base_url = base_url.rstrip("/")
         self._headers = {"Content-Type": "application/json", "Accept": "text/event-stream", **headers}
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout.connect, sock_read=timeout.read)
+        # Reads are bounded per call by its `StreamClock`, which knows whether the answer has started.
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout.connect)
+        self.timeouts = timeout
         # Values that must never reach a log line or an error message.
         self._secrets = tuple(
             value for key, value in headers.items() if key.lower() in {"authorization", "x-api-key", "api-key"}
@@ -208,16 +115,26 @@ class Upstream:
             await session.close()
 
     @asynccontextmanager
-    async def post_sse(self, path: str, body: dict[str, Any]) -> AsyncIterator[SSEStream]:
-        """POST a JSON body and stream the SSE answer; a non-2xx status raises `UpstreamStatus`."""
+    async def post_sse(
+        self, path: str, body: dict[str, Any], deadline: Callable[[], float]
+    ) -> AsyncIterator[SSEStream]:
+        """POST a JSON body and stream the SSE answer; a non-2xx status raises `UpstreamStatus`.
+
+        `deadline()` bounds every wait: for the status, for an error body, for each read of the stream.
+        """
         if self._session is None:
             raise RuntimeError("provider used before start()")
-        async with self._session.post(self._base_url + path, data=orjson.dumps(body)) as response:
+        async with asyncio.timeout_at(deadline()):
+            response = await self._session.post(self._base_url + path, data=orjson.dumps(body))
+        async with response:
             if response.status >= 300:
-                raise UpstreamStatus(response.status, await response.read())
+                async with asyncio.timeout_at(deadline()):
+                    raw = await response.read()
+                headers = {key.lower(): value for key, value in response.headers.items()}
+                raise UpstreamStatus(response.status, raw, headers)
             if not response.content_type.startswith("text/event-stream"):
                 raise MalformedUpstream(f"expected an event stream, got {response.content_type or 'no type'}")
-            yield SSEStream(response.content)
+            yield SSEStream(response.content, deadline=deadline)
 
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
@@ -241,6 +158,8 @@ class Upstream:
                 retryable=False,
                 upstream_status=status,
             )
+        if status == 429 and _error_code(exc.body) != "insufficient_quota":
+            return self._rate_limited(exc)
         # Redact before shortening, so that a cut never leaves part of a key unrecognised.
         message = self._scrub(error_message(exc.body))[:_MESSAGE_LIMIT] or f"HTTP {status}"
         if status in _CLIENT_FAULT_STATUS:
@@ -249,6 +168,19 @@ class Upstream:
             f"The upstream of model '{self._model}' failed (HTTP {status}): {message}",
             retryable=status >= 500 or status in _RETRYABLE_STATUS,
             upstream_status=status,
+        )
+
+    def _rate_limited(self, exc: UpstreamStatus) -> RateLimited:
+        """A 429 as OpenAI words it, with the upstream's own wait (the message says it as Codex parses it).
+
+        The upstream's text is left out: it names the operator's account and limits, not the client's.
+        """
+        seconds = retry_after(exc.headers)
+        when = "later" if seconds is None else f"in {try_again_in(seconds)}"
+        return RateLimited(
+            f"Rate limit reached for {self._model}. Please try again {when}.",
+            retry_after=seconds,
+            headers=None if seconds is None else retry_after_headers(exc.headers, seconds),
         )
 
     @contextmanager
@@ -274,9 +206,16 @@ class Upstream:
                 f"The upstream of model '{self._model}' sent malformed data: {self._scrub(str(exc))}",
                 retryable=not guard.yielded,
             ) from exc
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise UpstreamError(
+                f"The upstream of model '{self._model}' could not be reached: connecting timed out "
+                "(timeout.connect).",
+                retryable=not guard.yielded,
+            ) from exc
         except TimeoutError as exc:
             raise UpstreamError(
-                f"The upstream of model '{self._model}' timed out.", retryable=not guard.yielded
+                f"The upstream of model '{self._model}' {guard.clock.expired(started=guard.yielded)}.",
+                retryable=not guard.yielded,
             ) from exc
         except aiohttp.ClientError as exc:
             what = "could not be reached" if isinstance(exc, aiohttp.ClientConnectionError) else "failed"
@@ -306,11 +245,23 @@ def untag_reasoning(blob: str) -> tuple[str | None, str]:
 
 
 class EventReader(Protocol):
-    """Turns one provider's parsed SSE events into neutral deltas; `finished` once its last event came."""
+    """Turns one provider's parsed SSE events into neutral deltas."""
 
-    finished: bool
+    @property
+    def finishing(self) -> bool:
+        """The answer's finish has come: what may still follow (usage, an end event) is not essential."""
+        ...
+
+    @property
+    def finished(self) -> bool:
+        """The provider's last event has come: nothing more is read."""
+        ...
 
     def read(self, event: dict[str, Any]) -> Iterable[Delta]: ...
+
+    def end(self) -> Iterable[Delta]:
+        """What is only complete once the stream is over (usage, the finish); called only when finishing."""
+        ...
 
 
 class UpstreamProvider:
@@ -340,18 +291,42 @@ class UpstreamProvider:
     async def _relay(
         self, path: str, body: dict[str, Any], reader: EventReader, *, last: str
     ) -> AsyncIterator[Delta]:
-        """POST `body` and yield what `reader` makes of each event, until it has seen `last`."""
-        guard = StreamGuard()
+        """POST `body` and yield what `reader` makes of each event, until its last event or the end.
+
+        A stream that ends (or breaks off, or falls silent) before `reader` saw the finish fails,
+        naming `last`; after the finish it is complete, whatever is missing of its tail.
+        """
+        guard = StreamGuard(self._upstream.timeouts)
+
+        def deadline() -> float:
+            return guard.clock.deadline(started=guard.yielded, finishing=reader.finishing)
+
         with self._upstream.errors(guard):
-            async with self._upstream.post_sse(path, body) as events:
-                async for event in events:
+            async with self._upstream.post_sse(path, body, deadline) as events:
+                while not reader.finished and (event := await _next_event(events, reader)) is not None:
                     for delta in reader.read(parse_json(event.data)):
                         guard.yielded = True
                         yield delta
-                    if reader.finished:
-                        break
-            if not reader.finished:
+            if not reader.finishing:
                 raise MalformedUpstream(f"the stream ended without {last}")
+            for delta in reader.end():
+                guard.yielded = True
+                yield delta
+
+
+async def _next_event(events: SSEStream, reader: EventReader) -> SSEEvent | None:
+    """The next event; None at the end, including a tail that fell silent or broke off after the finish."""
+    finishing = reader.finishing
+    try:
+        event = await anext(events, None)
+    except (TimeoutError, aiohttp.ClientError):
+        if finishing:
+            return None
+        raise
+    # OpenAI-style servers close with `data: [DONE]`, which is not an event.
+    if event is None or event.data.strip() == "[DONE]":
+        return None
+    return event
 
 
 def bearer(key: str) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The store contracts used by the engine and the HTTP layer: responses, and conversations."""
+"""The store contracts used by the engine and the HTTP layer: responses, conversations, background jobs."""
 
 from __future__ import annotations
 
@@ -19,6 +19,23 @@ class StoredResponse:
     input_items: list[dict[str, Any]]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class History:
+    """The stored items a request continues from, oldest first, as far as they fit a byte budget.
+
+    Sizes are bytes of stored JSON. `size` counts the whole history, loaded or not; `loaded` counts
+    `items`. `truncated` says older items were left out: those beyond the budget (or, for a chain, beyond
+    the longest walk), or all of them when the caller asked for all or nothing. For a chain, `gap` names
+    an ancestor that is gone (deleted, purged, or another owner's): what came before it is unknown.
+    """
+
+    items: list[dict[str, Any]]
+    size: int
+    loaded: int
+    truncated: bool
+    gap: str | None = None
+
+
 class ResponseStore(Protocol):
     async def save(self, record: StoredResponse, events: list[dict[str, Any]] | None = None) -> None:
         """Insert or replace a response (and, if given, its streamed events) in one transaction."""
@@ -26,8 +43,12 @@ class ResponseStore(Protocol):
 
     async def get(self, response_id: str, owner: str) -> StoredResponse | None: ...
 
-    async def chain(self, response_id: str, owner: str) -> list[StoredResponse]:
-        """`response_id` and all its ancestors through `previous_response_id`, oldest first; [] if unknown."""
+    async def history(self, response_id: str, owner: str, *, budget: int, truncate: bool) -> History | None:
+        """The items of `response_id` and its ancestors (each response's input, then its output); None if unknown.
+
+        Whole responses are loaded, newest first, while they fit `budget`; without `truncate`, nothing is
+        loaded unless all of them fit. Sizes are measured before anything is read.
+        """
         ...
 
     async def events(self, response_id: str, owner: str) -> list[dict[str, Any]] | None:
@@ -35,6 +56,13 @@ class ResponseStore(Protocol):
         ...
 
     async def delete(self, response_id: str, owner: str) -> bool: ...
+
+    async def purge(self, *, before: int, limit: int) -> int:
+        """Delete up to `limit` of the oldest finished responses created before `before` (unix seconds).
+
+        Any owner's; queued and running responses are kept. Returns how many were deleted.
+        """
+        ...
 
     def backlog(self) -> int:
         """Operations in progress in this process, waiting or running: how far behind the store is."""
@@ -94,8 +122,12 @@ class ConversationStore(Protocol):
         """
         ...
 
-    async def items(self, conversation_id: str, owner: str) -> list[dict[str, Any]] | None:
-        """Every item, oldest first; None if no such conversation."""
+    async def history(self, conversation_id: str, owner: str, *, budget: int, truncate: bool) -> History | None:
+        """The items, oldest first; None if no such conversation.
+
+        The newest items are loaded while they fit `budget`; without `truncate`, nothing is loaded unless
+        all of them fit. Sizes are summed before anything is read.
+        """
         ...
 
     async def list_items(
@@ -111,4 +143,56 @@ class ConversationStore(Protocol):
 
     async def delete_item(self, conversation_id: str, owner: str, item_id: str) -> bool:
         """Remove one item; False if the conversation or the item is unknown."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackgroundJob:
+    """A background response that has not ended: what is needed to run it again from its input."""
+
+    response_id: str
+    owner: str
+    created_at: int
+    # The validated request body; None for a response queued before jobs were kept (it cannot run again).
+    request: dict[str, Any] | None
+    attempts: int = 0
+    cancel_requested: bool = False
+
+
+CancelOutcome = Literal["absent", "taken", "requested"]
+
+
+class JobStore(Protocol):
+    """Leases on background jobs, by the database's clock. `holder` names one process for its lifetime.
+
+    A job is claimable when nobody holds it or its holder's lease has run out; every method that takes
+    a job does so atomically, so two processes never hold one job at once.
+    """
+
+    async def add(self, job: BackgroundJob, *, holder: str, lease_seconds: float) -> None:
+        """Insert a job held by `holder`, counted as its first attempt."""
+        ...
+
+    async def claim(self, holder: str, *, limit: int, lease_seconds: float) -> list[BackgroundJob]:
+        """Take up to `limit` claimable jobs, oldest first, each with one more attempt counted."""
+        ...
+
+    async def renew(self, holder: str, response_ids: list[str], *, lease_seconds: float) -> dict[str, bool]:
+        """Extend the leases `holder` still has among `response_ids`: id -> whether a cancel was requested."""
+        ...
+
+    async def release(self, holder: str, response_ids: list[str], *, refund: bool) -> None:
+        """Let go of jobs so that any process may claim them at once; `refund` uncounts the attempt."""
+        ...
+
+    async def finish(self, holder: str, response_id: str) -> None:
+        """Delete a job `holder` holds: its response's final state is stored."""
+        ...
+
+    async def cancel(self, response_id: str, owner: str, *, holder: str, lease_seconds: float) -> CancelOutcome:
+        """Ask for a job to be cancelled.
+
+        `taken`: nobody was running it, and now `holder` holds it (to store it cancelled, then finish it);
+        `requested`: its holder will see the request when it next renews its lease; `absent`: no such job.
+        """
         ...

@@ -6,11 +6,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal, Protocol, TypeVar
 
 import orjson
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from respgate.protocol.errors import InvalidRequest
-from respgate.storage.base import ItemPage, StoredConversation
+from respgate.storage.base import History, ItemPage, StoredConversation
 from respgate.storage.tables import conversation_items, conversations
 
 _T = TypeVar("_T")
@@ -131,18 +131,43 @@ class SqlConversationStore:
 
         return await self._write("add conversation items", write)
 
-    async def items(self, conversation_id: str, owner: str) -> list[dict[str, Any]] | None:
-        """Every item, oldest first; None if no such conversation."""
+    async def history(self, conversation_id: str, owner: str, *, budget: int, truncate: bool) -> History | None:
+        """The items, oldest first, within `budget`; None if no such conversation."""
+        mine = conversation_items.c.conversation_id == conversation_id
+        position, size = conversation_items.c.position, conversation_items.c.size
+        # From the newest item back, the bytes of it and every later item.
+        running = func.sum(size).over(order_by=position.desc(), rows=(None, 0)).label("running")
+        suffixes = select(position, running).where(mine).subquery()
 
-        async def read(connection: AsyncConnection) -> list[dict[str, Any]] | None:
+        async def read(connection: AsyncConnection) -> History | None:
             if not await _exists(connection, conversation_id, owner):
                 return None
-            result = await connection.execute(
-                select(conversation_items.c.item)
-                .where(conversation_items.c.conversation_id == conversation_id)
-                .order_by(conversation_items.c.position)
-            )
-            return [orjson.loads(item) for item in result.scalars()]
+            measured = select(func.coalesce(func.sum(size), 0), func.max(position)).where(mine)
+            total_sum, last = (await connection.execute(measured)).one()
+            total = int(total_sum)  # PostgreSQL sums bigints as numeric
+            first: int | None = None
+            if total <= budget:
+                first = 0
+            elif truncate:
+                first = (
+                    await connection.execute(
+                        select(func.min(suffixes.c.position)).where(suffixes.c.running <= budget)
+                    )
+                ).scalar_one_or_none()
+            items: list[dict[str, Any]] = []
+            loaded = 0
+            if first is not None and last is not None:
+                # Up to the last item counted: one appended meanwhile was not measured.
+                # Streamed, so that only a few rows' text is held beside the decoded items.
+                rows = await connection.stream(
+                    select(size, conversation_items.c.item)
+                    .where(mine, position >= first, position <= last)
+                    .order_by(position)
+                )
+                async for item_size, item in rows:
+                    loaded += item_size
+                    items.append(orjson.loads(item))
+            return History(items=items, size=total, loaded=loaded, truncated=loaded < total)
 
         return await self._read("read conversation items", read)
 
@@ -230,15 +255,19 @@ def _check_unique(items: list[dict[str, Any]]) -> None:
 
 
 def _rows(conversation_id: str, start: int, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        {
-            "conversation_id": conversation_id,
-            "position": start + offset,
-            "item_id": item["id"],
-            "item": _dumps(item),
-        }
-        for offset, item in enumerate(items)
-    ]
+    rows = []
+    for offset, item in enumerate(items):
+        encoded = orjson.dumps(item)
+        rows.append(
+            {
+                "conversation_id": conversation_id,
+                "position": start + offset,
+                "item_id": item["id"],
+                "size": len(encoded),
+                "item": encoded.decode(),
+            }
+        )
+    return rows
 
 
 def _conversation(row: Sequence[Any]) -> StoredConversation:

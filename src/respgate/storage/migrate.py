@@ -36,9 +36,22 @@ async def upgrade_to_head(engine: AsyncEngine) -> None:
     loop = asyncio.get_running_loop()
     in_process = _in_process_locks.setdefault(loop, asyncio.Lock())
     async with in_process, engine.connect() as connection:
-        await _lock_database(connection)
-        await connection.run_sync(_upgrade)
-        await connection.commit()
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # SQLite changes most of a table's schema by rebuilding it, which drops the old table; with
+            # foreign keys on, that drop first deletes, by cascade, every row referencing it. The pragma
+            # only takes effect outside a transaction, so it is set before the migration begins.
+            await connection.exec_driver_sql("PRAGMA foreign_keys = OFF")
+        try:
+            await _lock_database(connection)
+            await connection.run_sync(_upgrade)
+            await connection.commit()
+        except BaseException:
+            # Never hand a connection with foreign keys off back to the pool.
+            await connection.invalidate()
+            raise
+        if sqlite:
+            await connection.exec_driver_sql("PRAGMA foreign_keys = ON")
 
 
 async def _lock_database(connection: AsyncConnection) -> None:

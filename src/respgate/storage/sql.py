@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
@@ -18,11 +19,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from respgate.config import ConfigError
 from respgate.protocol.errors import ServerError
-from respgate.storage.base import StoredResponse
+from respgate.storage.base import History, StoredResponse
 from respgate.storage.conversations import SqlConversationStore
 from respgate.storage.group_commit import GroupCommit, Write
+from respgate.storage.jobs import SqlJobStore
 from respgate.storage.migrate import upgrade_to_head
-from respgate.storage.queries import RESPONSE_COLUMNS, DriverQuery, chain_query, record_from_row
+from respgate.storage.queries import (
+    RESPONSE_COLUMNS,
+    DriverQuery,
+    history_from_rows,
+    history_query,
+    purge_statement,
+    record_from_row,
+)
 from respgate.storage.tables import response_events, responses
 
 # Plain scheme (or sync driver) -> the async driver this store runs on.
@@ -79,10 +88,13 @@ def create_store_engine(
     pool = {"pool_size": pool_size, "max_overflow": 0, "pool_timeout": pool_timeout}
     if parsed.get_backend_name() != "sqlite":
         # No pre-ping (a round trip on every checkout): a connection found dead is retried instead.
-        return create_async_engine(parsed, **pool)
+        return create_async_engine(parsed, hide_parameters=True, **pool)
     # The default reset-on-return is an unconditional ROLLBACK, a thread hop through aiosqlite even
     # after a plain SELECT; the reset hook below rolls back only a transaction that is still open.
-    engine = create_async_engine(parsed, pool_reset_on_return=None, **pool)
+    # No SQL parameters in logs or error messages: they are what clients sent (aiosqlite logs every
+    # statement with its parameters at DEBUG).
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger("aiosqlite").level))
+    engine = create_async_engine(parsed, pool_reset_on_return=None, hide_parameters=True, **pool)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -110,7 +122,7 @@ async def open_store(
 ) -> SqlResponseStore:
     """Connect to `url`, migrate the schema to head, and return a store that owns the engine.
 
-    `max_chain_length` bounds `chain`: a longer history comes back as its newest entries. The pool
+    `max_chain_length` bounds `history`: a longer chain counts as larger than any budget. The pool
     settings are `create_store_engine`'s.
     """
     engine = create_store_engine(url, pool_size=pool_size, pool_timeout=pool_timeout)
@@ -127,7 +139,8 @@ async def open_store(
 class SqlResponseStore:
     """`ResponseStore` over one SQLAlchemy async engine (closing the store disposes of it).
 
-    Its `conversations` is the `ConversationStore` on the same engine, sharing the queue of writers.
+    Its `conversations` is the `ConversationStore` on the same engine, sharing the queue of writers, and
+    its `jobs` the `JobStore` of background work.
 
     Statements are built with SQLAlchemy Core, compiled once for the dialect, and run on the pooled
     connection's driver: through SQLAlchemy's execution layer a short write cost several times its
@@ -140,6 +153,7 @@ class SqlResponseStore:
             raise ValueError("max_chain_length must be at least 1")
         self._engine = engine
         self._postgres = engine.dialect.name == "postgresql"
+        self._max_links = max_chain_length
         self._insert: Callable[..., Any] = postgresql.insert if self._postgres else sqlite.insert
         # SQLite has one write lock per file, and a writer that finds it taken sleeps in growing steps
         # (up to 100 ms) before retrying. Queueing this process's writers here hands the lock over
@@ -155,14 +169,16 @@ class SqlResponseStore:
             .join(responses, responses.c.id == response_events.c.response_id)
             .where(*by_id),
         )
-        self._chain_sql = DriverQuery(engine, chain_query(max_chain_length))
+        self._history_sql = DriverQuery(engine, history_query(postgres=self._postgres, max_links=max_chain_length))
+        self._purge_sql = DriverQuery(engine, purge_statement(postgres=self._postgres))
         self.conversations = SqlConversationStore(read=self._read, write=self._write)
+        self.jobs = SqlJobStore(read=self._read, write=self._write, dialect=engine.dialect.name)
         self._upsert_sql = DriverQuery(engine, self._upsert_statement())
         self._events_upsert_sql = DriverQuery(engine, self._events_upsert_statement())
         self._delete_sql = DriverQuery(engine, responses.delete().where(*by_id))
 
     def _upsert_statement(self) -> Any:
-        columns = [column.name for column in RESPONSE_COLUMNS]
+        columns = [column.name for column in RESPONSE_COLUMNS] + ["size"]
         upsert = self._insert(responses).values({name: bindparam(name) for name in columns})
         return upsert.on_conflict_do_update(
             index_elements=[responses.c.id],
@@ -181,6 +197,7 @@ class SqlResponseStore:
 
     async def save(self, record: StoredResponse, events: list[dict[str, Any]] | None = None) -> None:
         """Insert or replace a response (and, if given, its streamed events) in one transaction."""
+        input_items = orjson.dumps(record.input_items)
         values = {
             "id": record.id,
             "owner": record.owner,
@@ -188,7 +205,8 @@ class SqlResponseStore:
             "status": record.status,
             "previous_response_id": record.previous_response_id,
             "response": _dumps(record.response),
-            "input_items": _dumps(record.input_items),
+            "input_items": input_items.decode(),
+            "size": len(input_items) + len(orjson.dumps(record.response.get("output") or [])),
         }
         statements = [(self._upsert_sql, self._upsert_sql.arguments(values))]
         if events is not None:
@@ -202,15 +220,23 @@ class SqlResponseStore:
         rows = await self._fetch(self._get_sql, response_id=response_id, owner=owner)
         return record_from_row(rows[0]) if rows else None
 
-    async def chain(self, response_id: str, owner: str) -> list[StoredResponse]:
-        """`response_id` and its ancestors, oldest first; [] if unknown.
+    async def history(self, response_id: str, owner: str, *, budget: int, truncate: bool) -> History | None:
+        """The items of `response_id` and its ancestors, oldest first, within `budget`; None if unknown.
 
-        The walk stops at the first ancestor that is missing (deleted, or another owner's), so the
-        result is the unbroken run ending at `response_id`; a caller that needs the whole history can
-        tell it is incomplete when the first record still has a `previous_response_id`.
+        The walk stops at the first ancestor that is missing (deleted, purged, or another owner's): it is
+        the history's `gap`.
         """
-        rows = await self._fetch(self._chain_sql, response_id=response_id, owner=owner)
-        return [record_from_row(row) for row in rows]
+        rows: list[Any] = list(
+            await self._fetch(
+                self._history_sql,
+                response_id=response_id,
+                owner=owner,
+                budget=budget,
+                whole_budget=budget if not truncate else _UNBOUNDED,
+                whole_links=self._max_links if not truncate else self._max_links + 1,
+            )
+        )
+        return history_from_rows(rows, max_links=self._max_links) if rows else None
 
     async def events(self, response_id: str, owner: str) -> list[dict[str, Any]] | None:
         """The stored events in order; None if the response is unknown or was saved without events."""
@@ -225,6 +251,12 @@ class SqlResponseStore:
         arguments = self._delete_sql.arguments({"response_id": response_id, "owner": owner})
         counts = await self._execute("delete", [(self._delete_sql, arguments)])
         return bool(counts[0])
+
+    async def purge(self, *, before: int, limit: int) -> int:
+        """Delete up to `limit` of the oldest finished responses created before `before`; how many."""
+        arguments = self._purge_sql.arguments({"before": before, "limit": limit})
+        counts = await self._execute("purge", [(self._purge_sql, arguments)])
+        return counts[0]
 
     def backlog(self) -> int:
         """Store operations in progress in this process: waiting for a connection or a commit, or running."""
@@ -321,7 +353,7 @@ class SqlResponseStore:
                         raise
         raise AssertionError("unreachable")
 
-    async def _fetch(self, query: DriverQuery, **params: str) -> Sequence[Sequence[Any]]:
+    async def _fetch(self, query: DriverQuery, **params: Any) -> Sequence[Sequence[Any]]:
         args = query.arguments(params)
 
         async def run(driver: Any) -> Sequence[Sequence[Any]]:
@@ -364,6 +396,10 @@ class SqlResponseStore:
                 yield
         finally:
             self._backlog -= 1
+
+
+# A whole-history budget no history reaches (the size columns are 64-bit).
+_UNBOUNDED = 2**62
 
 
 def _dumps(value: Any) -> str:

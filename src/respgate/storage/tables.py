@@ -6,7 +6,19 @@ mirror the head revision and must change together with a new revision.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, ForeignKey, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 metadata = MetaData()
 
@@ -19,8 +31,13 @@ responses = Table(
     Column("status", String, nullable=False),
     # No foreign key on purpose: deleting an ancestor must leave its descendants in place.
     Column("previous_response_id", String, nullable=True),
+    # The bytes this response adds to a continuing request's context: its input items' JSON plus its
+    # output items' JSON. Read instead of the content when a chain is measured against the cap.
+    Column("size", BigInteger, nullable=False, server_default="0"),
     Column("response", Text, nullable=False),
     Column("input_items", Text, nullable=False),
+    # The retention purge takes the oldest responses first.
+    Index("ix_responses_created_at", "created_at"),
 )
 
 response_events = Table(
@@ -56,6 +73,22 @@ conversation_items = Table(
     ),
     Column("position", BigInteger, primary_key=True),
     Column("item_id", String, nullable=False),
+    # The item's JSON bytes, summed against the context cap without reading the items.
+    Column("size", BigInteger, nullable=False, server_default="0"),
     Column("item", Text, nullable=False),
     UniqueConstraint("conversation_id", "item_id", name="uq_conversation_items_item_id"),
+)
+
+background_jobs = Table(
+    "background_jobs",
+    metadata,
+    Column("response_id", String, primary_key=True),
+    Column("owner", String, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("request", Text, nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("holder", String, nullable=True),
+    Column("lease_expires_at", BigInteger, nullable=False),
+    Column("cancel_requested", Boolean, nullable=False),
+    Index("ix_background_jobs_lease_expires_at", "lease_expires_at"),
 )

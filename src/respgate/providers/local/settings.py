@@ -36,6 +36,10 @@ class LocalSettings(BaseModel):
     cache_dir: Path = Field(default_factory=lambda: Path(user_cache_dir("respgate")) / "models")
     log_dir: Path = Field(default_factory=lambda: Path(user_log_dir("respgate")))
     startup_timeout: float = Field(default=180.0, gt=0)
+    # The longest silence from llama-server, prompt processing included. There is deliberately no
+    # shorter first-token bound as for remote deployments: a coding agent's long prompt takes minutes
+    # to process on a small CPU, there is no other deployment to fail over to, and a timeout here
+    # restarts the engine.
     token_timeout: float = Field(default=300.0, gt=0)
     # Greedy unless the request says otherwise: small models call tools reliably only greedily.
     default_temperature: float = Field(default=0.0, ge=0, le=2)

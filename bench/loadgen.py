@@ -53,6 +53,8 @@ class Stats:
     ttfb: list[float] = field(default_factory=list)
     lags: list[float] = field(default_factory=list)
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
+    # Latency of each error by its kind: a refusal (`status_503`) that comes at once is not a timeout.
+    error_latencies: dict[str, list[float]] = field(default_factory=lambda: collections.defaultdict(list))
     completed: int = 0
     body_bytes: int = 0
 
@@ -187,6 +189,7 @@ class Generator:
             self.inflight.discard(req)
             if self._counted(req):
                 self.stats.errors[kind] += 1
+                self.stats.error_latencies[kind].append(time.perf_counter() - req.issued)
 
     def release(self, conn: Conn) -> None:
         if self.queue:
@@ -279,6 +282,7 @@ class Generator:
             "completed": s.completed,
             "errors": nerr,
             "error_kinds": dict(s.errors),
+            "error_latency_ms": {kind: pct_ms(values) for kind, values in s.error_latencies.items()},
             "error_rate": nerr / measured if measured else 0.0,
             "achieved_rate": s.completed / self.duration if self.duration else 0.0,
             "max_conns_used": len(self.open),
@@ -290,6 +294,9 @@ class Generator:
             "client_cpu_us_per_req": 1e6 * cpu / total if total else 0.0,
             "schedule_overrun_ms": 1e3 * (sched_seconds - total / self.rate),
             "samples_ms": [round(x * 1e3, 4) for x in s.latencies],
+            "error_samples_ms": {
+                kind: [round(x * 1e3, 4) for x in values] for kind, values in s.error_latencies.items()
+            },
         }
 
 
@@ -337,6 +344,7 @@ def main(argv: list[str] | None = None) -> None:
     result = uvloop.run(gen.run(args.preconnect))
     if args.no_samples:
         result.pop("samples_ms")
+        result.pop("error_samples_ms")
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
 

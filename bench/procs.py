@@ -23,7 +23,10 @@ RESULTS = BENCH / "results"
 LOGS = RESULTS / "logs"
 # Databases and request bodies are scratch, not results.
 WORK = Path(tempfile.gettempdir()) / "respgate-bench"
+# The repository's own venv; a checkout without one (a git worktree) runs with the current interpreter.
 PYTHON = ROOT / ".venv" / "bin" / "python"
+if not PYTHON.exists():
+    PYTHON = Path(sys.executable)
 
 # On this 2-core machine the gateway gets core 1 to itself and the load generator and the mock
 # share core 0: the gateway's numbers then do not depend on how the scheduler mixes the others in,

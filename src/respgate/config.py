@@ -117,6 +117,44 @@ class BackgroundSettings(BaseModel):
         return self
 
 
+class OverloadSettings(BaseModel):
+    """What one server process takes on at once; past a cap a request is refused at once (503, Retry-After).
+
+    A refusal costs well under a millisecond and the client retries it; queueing instead lets every
+    request wait until its client gives up, while the work for it still runs.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Foreground responses (streamed or not) being generated in this process. Background responses do
+    # not count: they have their own queue.
+    max_generations: int = Field(default=256, ge=1)
+    # Store operations in this process that are waiting for a connection (or the SQLite group commit)
+    # or running: past this, new responses are refused until the database catches up. It counts the
+    # operations running on the pool's connections too, so it must be larger than the pool.
+    max_store_queue: int = Field(default=64, ge=2)
+    # How late the event loop may run (seconds), twice in a row, before new responses are refused: a
+    # healthy loop turns in a few ms; one that is behind has more requests than CPU, every await of
+    # every request waits a whole turn, and new connections are accepted one per turn.
+    max_loop_lag_seconds: float = Field(default=0.05, gt=0)
+    # Sent as `Retry-After` (whole seconds, rounded up) and `retry-after-ms`, which the OpenAI SDKs honour.
+    retry_after_seconds: float = Field(default=1.0, gt=0, le=60)
+    # This process's database connections: a fixed pool, since connections opened past it are closed
+    # again on return, and PostgreSQL forks a backend for each one.
+    store_pool_size: int = Field(default=10, ge=1)
+    # How long a store operation waits for a connection before it fails.
+    store_pool_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _queue_exceeds_pool(self) -> OverloadSettings:
+        if self.max_store_queue <= self.store_pool_size:
+            raise ValueError(
+                f"overload.max_store_queue ({self.max_store_queue}) must be larger than "
+                f"overload.store_pool_size ({self.store_pool_size}): it counts the running operations too"
+            )
+        return self
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -141,6 +179,7 @@ class Settings(BaseModel):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     server: ServerSettings = Field(default_factory=ServerSettings)
     background: BackgroundSettings = Field(default_factory=BackgroundSettings)
+    overload: OverloadSettings = Field(default_factory=OverloadSettings)
 
     @model_validator(mode="after")
     def _default_model_is_configured(self) -> Settings:

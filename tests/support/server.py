@@ -32,6 +32,7 @@ class LiveServer:
         self._server: uvicorn.Server | None = None
         self._thread = threading.Thread(target=self._run, name=f"respgate-{self.port}", daemon=True)
         self._failure: BaseException | None = None
+        self.gateway: Gateway | None = None
 
     def _run(self) -> None:
         try:
@@ -40,7 +41,7 @@ class LiveServer:
             self._failure = exc
 
     async def _serve(self) -> None:
-        gateway = await Gateway.open(self.settings, build_provider=build_provider)
+        gateway = self.gateway = await Gateway.open(self.settings, build_provider=build_provider)
         app = create_app(gateway, manage=True)
         self._server = build_server(app, self.settings.server, log_level="warning")
         await self._server.serve(sockets=[self._socket])

@@ -290,6 +290,10 @@ class ResponsesService:
                 raise
             if prepared.background:
                 builder.cancel()
+            elif not prepared.stream:
+                # A non-streamed answer had not left the server: nobody holds this response's id.
+                log.info("response %s: the client left before its answer; nothing stored", prepared.response_id)
+                raise
             else:
                 builder.interrupt("client_disconnected")
             assert builder.final is not None

@@ -15,6 +15,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from respgate.config import ModelEntry, Settings
+from respgate.engine.admission import Admission
 from respgate.engine.background import BackgroundJobs
 from respgate.engine.router import Router
 from respgate.engine.service import ResponsesService
@@ -50,6 +51,7 @@ class Gateway:
     router: Router
     service: ResponsesService
     jobs: BackgroundJobs
+    admission: Admission
 
     @classmethod
     async def open(
@@ -73,7 +75,12 @@ class Gateway:
             default_model=settings.default_model,
         )
         started: list[ManagedProvider] = []
-        opened_store = store or await open_store(settings.resolved_database_url())
+        overload = settings.overload
+        opened_store = store or await open_store(
+            settings.resolved_database_url(),
+            pool_size=overload.store_pool_size,
+            pool_timeout=overload.store_pool_timeout_seconds,
+        )
         if conversations is None or jobs is None:
             if not isinstance(opened_store, SqlResponseStore):
                 await opened_store.aclose()
@@ -107,6 +114,13 @@ class Gateway:
             router=router,
             service=service,
             jobs=background,
+            admission=Admission(
+                max_generations=overload.max_generations,
+                max_store_queue=overload.max_store_queue,
+                max_loop_lag=overload.max_loop_lag_seconds,
+                store_backlog=opened_store.backlog,
+                retry_after=overload.retry_after_seconds,
+            ),
         )
 
     async def aclose(self) -> None:
@@ -125,6 +139,7 @@ def create_app(gateway: Gateway, *, manage: bool = False) -> ASGIApp:
     """The ASGI app over `gateway`; with `manage`, the app's lifespan closes the gateway on shutdown."""
     settings = gateway.settings
     keys = KeyChecker(settings.api_keys)
+    admission = gateway.admission
     routes = Routes(
         service=gateway.service,
         counter=InputTokenCounter(service=gateway.service, router=gateway.router),
@@ -132,6 +147,7 @@ def create_app(gateway: Gateway, *, manage: bool = False) -> ASGIApp:
         store=gateway.store,
         router=gateway.router,
         keys=keys,
+        admission=admission,
         max_body_bytes=settings.max_body_bytes,
         keepalive_seconds=settings.keepalive_seconds,
     )
@@ -147,9 +163,11 @@ def create_app(gateway: Gateway, *, manage: bool = False) -> ASGIApp:
         purging: asyncio.Task[None] | None = None
         if settings.retention_days is not None:
             purging = asyncio.create_task(Retention(gateway.store, days=settings.retention_days).run())
+        admission.loop_lag.start()
         try:
             yield
         finally:
+            admission.loop_lag.stop()
             if purging is not None:
                 purging.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

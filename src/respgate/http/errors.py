@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from respgate.protocol.errors import APIError, log_safe_trace, server_error_body
+from respgate.protocol.errors import APIError, Overloaded, log_safe_trace, server_error_body
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def error_response(error: APIError) -> Response:
 
 async def on_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, APIError)
-    if exc.status_code >= 500:
+    if exc.status_code >= 500 and not isinstance(exc, Overloaded):
         log.error("%s %s answered %d: %s", request.method, request.url.path, exc.status_code, log_safe_trace(exc))
     return error_response(exc)
 

@@ -9,6 +9,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from respgate.engine.admission import Admission
 from respgate.engine.background import BackgroundJobs
 from respgate.engine.builder import EventBuilder
 from respgate.engine.events import Event
@@ -17,6 +18,7 @@ from respgate.engine.router import Router
 from respgate.engine.service import ResponsesService
 from respgate.engine.tokens import InputTokenCounter
 from respgate.http.auth import KeyChecker
+from respgate.http.disconnect import ClientDisconnected, NoAnswer, unless_disconnected
 from respgate.http.errors import json_response
 from respgate.http.params import (
     JsonBody,
@@ -44,10 +46,12 @@ class Routes:
         store: ResponseStore,
         router: Router,
         keys: KeyChecker,
+        admission: Admission,
         max_body_bytes: int,
         keepalive_seconds: float,
     ) -> None:
         self._service = service
+        self._admission = admission
         self._counter = counter
         self._jobs = jobs
         self._store = store
@@ -62,8 +66,11 @@ class Routes:
     async def _json_body(self, request: Request) -> JsonBody:
         return await json_body(request, max_bytes=self._max_body)
 
-    async def create(self, request: Request) -> Response | EventStreamResponse:
+    async def create(self, request: Request) -> Response | EventStreamResponse | NoAnswer:
         owner = self._owner(request)
+        # Before the body is read, so that a refusal costs as little as it can: a process short of CPU,
+        # or whose store is behind, takes on no new work of any kind.
+        self._admission.check()
         body = await self._json_body(request)
         prepared = await self._service.prepare(body.value, owner=owner, body_bytes=body.size)
         headers = {"x-respgate-omitted-tools": ",".join(prepared.tools.omitted)} if prepared.tools.omitted else {}
@@ -74,13 +81,23 @@ class Routes:
                 followed = self._jobs.follow(prepared.response_id, owner)
                 return EventStreamResponse(_framed_batches(followed), headers=headers, keepalive=self._keepalive)
             return json_response(queued, headers=headers)
-        batches = self._service.run(prepared)
+        slot = self._admission.admit()
+        batches = slot.hold(self._service.run(prepared))
+        try:
+            if prepared.stream:
+                # The first batch (response.created) is awaited here, so errors before the model answers
+                # are still plain HTTP errors with their own status.
+                first = await unless_disconnected(request.receive, anext(batches))
+            else:
+                final = await unless_disconnected(request.receive, _final(batches))
+        except ClientDisconnected:
+            slot.release()
+            return NoAnswer()
+        except BaseException:
+            slot.release()
+            raise
         if prepared.stream:
-            # The first batch (response.created) is awaited here, so errors before the model answers
-            # are still plain HTTP errors with their own status.
-            first = await anext(batches)
             return EventStreamResponse(_framed(first, batches), headers=headers, keepalive=self._keepalive)
-        final = await _final(batches)
         return json_response(final, headers=headers)
 
     async def input_tokens(self, request: Request) -> Response:

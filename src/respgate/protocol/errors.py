@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import traceback
 from collections.abc import Mapping
 from typing import Any
@@ -82,6 +83,30 @@ class RateLimited(APIError):
 class ServerError(APIError):
     status_code = 500
     error_type = "server_error"
+
+
+class Overloaded(APIError):
+    """This server process is at one of its capacity limits: the same request may succeed after `retry_after` s.
+
+    503, as OpenAI answers when its own servers are overloaded; 429 would tell the client that its key
+    is over a quota, which it is not. The SDKs retry both and honour `retry-after-ms` and `Retry-After`;
+    a proxy in front can pass a 503 on to another replica. A refusal is deliberate and comes in floods:
+    it is not logged as a server fault (admission logs a count instead).
+    """
+
+    status_code = 503
+    error_type = "server_error"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(
+            message,
+            code="server_overloaded",
+            headers={
+                "retry-after": str(max(1, math.ceil(retry_after))),
+                "retry-after-ms": str(max(1, round(retry_after * 1000))),
+            },
+        )
+        self.retry_after = retry_after
 
 
 class UpstreamError(APIError):

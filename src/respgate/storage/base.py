@@ -64,6 +64,10 @@ class ResponseStore(Protocol):
         """
         ...
 
+    def backlog(self) -> int:
+        """Operations in progress in this process, waiting or running: how far behind the store is."""
+        ...
+
     async def aclose(self) -> None: ...
 
 

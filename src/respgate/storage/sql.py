@@ -74,18 +74,27 @@ def async_database_url(url: str) -> URL:
     return parsed.set(drivername=driver)
 
 
-def create_store_engine(url: str, *, sqlite_busy_timeout_ms: int = 10_000) -> AsyncEngine:
-    """An engine for `url`, with SQLite set up for several concurrent writers (and processes)."""
+def create_store_engine(
+    url: str, *, sqlite_busy_timeout_ms: int = 10_000, pool_size: int = 10, pool_timeout: float = 10.0
+) -> AsyncEngine:
+    """An engine for `url`, with SQLite set up for several concurrent writers (and processes).
+
+    The pool holds `pool_size` connections and opens no more: SQLAlchemy closes a connection opened
+    past the pool as soon as it is returned, so under load each request would pay for a new one (a
+    forked backend on PostgreSQL, a thread and the pragmas on SQLite). A checkout waits at most
+    `pool_timeout` seconds.
+    """
     parsed = async_database_url(url)
+    pool = {"pool_size": pool_size, "max_overflow": 0, "pool_timeout": pool_timeout}
     if parsed.get_backend_name() != "sqlite":
         # No pre-ping (a round trip on every checkout): a connection found dead is retried instead.
-        return create_async_engine(parsed, hide_parameters=True)
+        return create_async_engine(parsed, hide_parameters=True, **pool)
     # The default reset-on-return is an unconditional ROLLBACK, a thread hop through aiosqlite even
     # after a plain SELECT; the reset hook below rolls back only a transaction that is still open.
     # No SQL parameters in logs or error messages: they are what clients sent (aiosqlite logs every
     # statement with its parameters at DEBUG).
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger("aiosqlite").level))
-    engine = create_async_engine(parsed, pool_reset_on_return=None, hide_parameters=True)
+    engine = create_async_engine(parsed, pool_reset_on_return=None, hide_parameters=True, **pool)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -108,12 +117,15 @@ def create_store_engine(url: str, *, sqlite_busy_timeout_ms: int = 10_000) -> As
     return engine
 
 
-async def open_store(url: str, *, max_chain_length: int = 10_000) -> SqlResponseStore:
+async def open_store(
+    url: str, *, max_chain_length: int = 10_000, pool_size: int = 10, pool_timeout: float = 10.0
+) -> SqlResponseStore:
     """Connect to `url`, migrate the schema to head, and return a store that owns the engine.
 
-    `max_chain_length` bounds `history`: a longer chain counts as larger than any budget.
+    `max_chain_length` bounds `history`: a longer chain counts as larger than any budget. The pool
+    settings are `create_store_engine`'s.
     """
-    engine = create_store_engine(url)
+    engine = create_store_engine(url, pool_size=pool_size, pool_timeout=pool_timeout)
     try:
         store = SqlResponseStore(engine, max_chain_length=max_chain_length)
         async with _database_errors("open"):
@@ -148,6 +160,7 @@ class SqlResponseStore:
         # as soon as a commit ends; the busy timeout then only arbitrates between processes.
         self._write_lock: AbstractAsyncContextManager[Any] = nullcontext() if self._postgres else asyncio.Lock()
         self._group = None if self._postgres else GroupCommit(self._commit_batch)
+        self._backlog = 0
         by_id = (responses.c.id == bindparam("response_id"), responses.c.owner == bindparam("owner"))
         self._get_sql = DriverQuery(engine, select(*RESPONSE_COLUMNS).where(*by_id))
         self._events_sql = DriverQuery(
@@ -245,6 +258,10 @@ class SqlResponseStore:
         counts = await self._execute("purge", [(self._purge_sql, arguments)])
         return counts[0]
 
+    def backlog(self) -> int:
+        """Store operations in progress in this process: waiting for a connection or a commit, or running."""
+        return self._backlog
+
     async def aclose(self) -> None:
         if self._group is not None:
             await self._group.aclose()
@@ -262,7 +279,7 @@ class SqlResponseStore:
         """
         plain = [(query.sql, args) for query, args in statements]
         if self._group is not None:
-            async with _database_errors(operation):
+            async with self._operation(operation):
                 return await self._group.submit(Write(plain, conflict))
 
         async def run(driver: Any) -> list[int]:
@@ -326,7 +343,7 @@ class SqlResponseStore:
         open_connection: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
         work: Callable[[AsyncConnection], Awaitable[_T]],
     ) -> _T:
-        async with _database_errors(operation):
+        async with self._operation(operation):
             for attempt in _ATTEMPTS:
                 try:
                     async with open_connection() as connection:
@@ -353,7 +370,7 @@ class SqlResponseStore:
 
         Only reads and idempotent writes (an upsert, a delete) come through here, so a repeat is safe.
         """
-        async with _database_errors(operation):
+        async with self._operation(operation):
             for attempt in _ATTEMPTS:
                 async with self._engine.connect() as connection:
                     driver: Any = (await connection.get_raw_connection()).driver_connection
@@ -369,6 +386,16 @@ class SqlResponseStore:
                 # too (a restart, a failover): start a fresh pool, then try again.
                 await self._engine.dispose()
         raise AssertionError("unreachable")
+
+    @asynccontextmanager
+    async def _operation(self, operation: str) -> AsyncIterator[None]:
+        """One store operation, counted in `backlog` until it ends; driver errors become a ServerError."""
+        self._backlog += 1
+        try:
+            async with _database_errors(operation):
+                yield
+        finally:
+            self._backlog -= 1
 
 
 # A whole-history budget no history reaches (the size columns are 64-bit).

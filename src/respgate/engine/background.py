@@ -30,7 +30,8 @@ from respgate.config import BackgroundSettings
 from respgate.engine.builder import EventBuilder
 from respgate.engine.events import Event
 from respgate.engine.live import UNFINISHED, Job
-from respgate.engine.service import Prepared, ResponsesService
+from respgate.engine.prepared import Prepared
+from respgate.engine.service import ResponsesService
 from respgate.protocol.errors import APIError, ServerError
 from respgate.storage.base import BackgroundJob, JobStore, ResponseStore, StoredResponse
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from respgate.engine.events import Event
-from respgate.engine.service import Prepared
+from respgate.engine.prepared import Prepared
 
 # The statuses of a background response that has not ended: it has a job some process will end.
 UNFINISHED = ("queued", "in_progress")

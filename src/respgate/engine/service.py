@@ -7,18 +7,18 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from respgate.config import Limits
 from respgate.engine.builder import EventBuilder
-from respgate.engine.context import for_conversation, for_model
+from respgate.engine.context import for_model
 from respgate.engine.events import Event
 from respgate.engine.history import ContextLoader, conversation_of
 from respgate.engine.intake import Intake, LoopTurns, checked
+from respgate.engine.keeping import Keeper
+from respgate.engine.prepared import Prepared
 from respgate.engine.response import base_response
 from respgate.engine.router import Deployment, Router
-from respgate.engine.tools import ResolvedTools
 from respgate.protocol.errors import (
     APIError,
     GenerationFailed,
@@ -32,38 +32,9 @@ from respgate.protocol.errors import (
 from respgate.protocol.ids import new_id
 from respgate.protocol.request import CreateResponse
 from respgate.providers.base import Delta, ModelCall
-from respgate.storage.base import ConversationStore, ResponseStore, StoredResponse
+from respgate.storage.base import ConversationStore, ResponseStore
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Prepared:
-    """A validated request with its context, ready to run."""
-
-    request: CreateResponse
-    owner: str
-    response_id: str
-    created_at: int
-    model: str
-    input_items: list[dict[str, Any]]
-    tools: ResolvedTools
-    call: ModelCall
-    # The conversation the request continues: its items came first in the context, and the
-    # response's input and output are appended to it when the response ends.
-    conversation_id: str | None = None
-
-    @property
-    def stream(self) -> bool:
-        return bool(self.request.stream)
-
-    @property
-    def store(self) -> bool:
-        return self.request.store is not False
-
-    @property
-    def background(self) -> bool:
-        return bool(self.request.background)
 
 
 class _Started:
@@ -111,8 +82,7 @@ class ResponsesService:
         omit_unsupported_tools: bool = False,
         limits: Limits | None = None,
     ) -> None:
-        self._store = store
-        self._conversations = conversations
+        self._keeper = Keeper(store=store, conversations=conversations)
         self._context = ContextLoader(responses=store, conversations=conversations, max_bytes=max_context_bytes)
         self._router = router
         self._regenerate_once = regenerate_once
@@ -222,7 +192,7 @@ class ResponsesService:
             tools=prepared.tools.echo,
         )
         queued["status"] = "queued"
-        await self._save(prepared, queued, [], {})
+        await self._keeper.save(prepared, queued, [], {})
         return queued
 
     async def run(
@@ -242,7 +212,7 @@ class ResponsesService:
             builder = self._builder(prepared, prepared.call, model=prepared.model)
             batch = builder.opening(queued=True) + builder.fail(exc)
             assert builder.final is not None
-            await self._save(prepared, builder.final, builder.events, {})
+            await self._keeper.save(prepared, builder.final, builder.events, {})
             yield batch
             return
         deployment = started.deployment
@@ -297,7 +267,7 @@ class ResponsesService:
             else:
                 builder.interrupt("client_disconnected")
             assert builder.final is not None
-            await self._save(prepared, builder.final, builder.events, builder.reasoning_blobs)
+            await self._keeper.save(prepared, builder.final, builder.events, builder.reasoning_blobs)
             raise
         except Exception as exc:
             log.error("response %s failed: %s", prepared.response_id, log_safe_trace(exc))
@@ -306,7 +276,7 @@ class ResponsesService:
             await _close(stream)
         assert builder.final is not None
         try:
-            await self._keep(prepared, builder.final, builder.events, builder.reasoning_blobs)
+            await self._keeper.keep(prepared, builder.final, builder.events, builder.reasoning_blobs)
         except ServerError as exc:
             if not (prepared.stream or prepared.background):
                 raise  # a plain 500, logged where every 5xx answer is
@@ -337,63 +307,6 @@ class ResponsesService:
             include_encrypted_reasoning=call.include_encrypted_reasoning,
         )
 
-    async def _save(
-        self, prepared: Prepared, final: dict[str, Any], events: list[Event], blobs: dict[str, str]
-    ) -> None:
-        if not prepared.store:
-            return
-        final = {**final, "output": _with_blobs(final["output"], blobs)}
-        record = StoredResponse(
-            id=prepared.response_id,
-            owner=prepared.owner,
-            created_at=prepared.created_at,
-            status=final["status"],
-            previous_response_id=prepared.request.previous_response_id,
-            response=final,
-            input_items=prepared.input_items,
-        )
-        # Background responses keep their events: followers resume them by sequence number. Any other
-        # response is replayed from itself (`GET ?stream=true`), so its events are not stored twice over.
-        await self._store.save(record, events if prepared.background else None)
-
-    async def _keep(
-        self, prepared: Prepared, final: dict[str, Any], events: list[Event], blobs: dict[str, str]
-    ) -> None:
-        """Store the response, then add its turn to its conversation: both, or (the store willing) neither."""
-        await self._save(prepared, final, events, blobs)
-        try:
-            await self._append_to_conversation(prepared, final, blobs)
-        except ServerError:
-            if prepared.store:
-                try:
-                    await self._store.delete(prepared.response_id, prepared.owner)
-                except ServerError:
-                    log.warning("response %s stays stored without its conversation turn", prepared.response_id)
-            raise
-
-    async def _append_to_conversation(
-        self, prepared: Prepared, final: dict[str, Any], blobs: dict[str, str]
-    ) -> None:
-        """Add the turn to its conversation: its input, then its output, in one append.
-
-        Only a turn the model finished (completed, or incomplete at a limit) is added; a failed one is
-        not, so the client can send the same input again. Client-side `store: false` does not matter
-        here: the conversation is state the client asked for by naming it.
-        """
-        if prepared.conversation_id is None or final["status"] not in ("completed", "incomplete"):
-            return
-        items = for_conversation([*prepared.input_items, *_with_blobs(final["output"], blobs)])
-        # An item another request added meanwhile (same client-given id) is already there: keep it.
-        added = await self._conversations.add_items(
-            prepared.conversation_id, prepared.owner, items, skip_existing=True
-        )
-        if added is None:
-            log.warning(
-                "conversation %s was deleted while response %s ran; the turn was not added",
-                prepared.conversation_id,
-                prepared.response_id,
-            )
-
 
 def _soonest(limited: list[RateLimited]) -> RateLimited | None:
     """The 429 to answer with when deployments were rate limited, whatever else failed: it is the only
@@ -401,16 +314,6 @@ def _soonest(limited: list[RateLimited]) -> RateLimited | None:
     if not limited:
         return None
     return min(limited, key=lambda exc: float("inf") if exc.retry_after is None else exc.retry_after)
-
-
-def _with_blobs(output: list[dict[str, Any]], blobs: dict[str, str]) -> list[dict[str, Any]]:
-    # Reasoning blobs are kept even when the client did not ask to see them: the next turn must hand
-    # them back to the backend that made them. Reads hide them unless included.
-    if not blobs:
-        return output
-    return [
-        {**item, "encrypted_content": blobs[item["id"]]} if item.get("id") in blobs else item for item in output
-    ]
 
 
 async def _close(stream: AsyncIterator[Delta] | None) -> None:

@@ -12,6 +12,7 @@ tree's `src`; `--src /old/checkout/src` measures another version with the same p
   server's RSS before and after, and its peak (VmHWM), from /proc.
 
 `--save FILE` keeps the JSON; `--compare BEFORE AFTER` prints the probe → before → after table.
+`bench/probes/p_connections.py` runs the same measurements (`measure`) as the `connections` probe.
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -44,37 +47,64 @@ REQUEST_BODY = json.dumps({"model": "chat", "input": "hi"}).encode()
 HEAD = b"POST /v1/responses HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
 
 
+class Served(Protocol):
+    """A running server: `procs.Service` here, `bench.probes.server.Server` in the probe."""
+
+    name: str
+    port: int
+
+    @property
+    def pid(self) -> int: ...
+
+    def cpu_seconds(self) -> float: ...
+
+
+# Starts a fresh server under the given name, for one measurement.
+Serve = Callable[[str], AbstractContextManager[Served]]
+
+
 def log(message: str) -> None:
     print(f"[connections {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def config(database_url: str) -> dict[str, Any]:
+    """The server's config: one scripted model, every server setting at its default."""
+    return {
+        "api_keys": [],
+        "database_url": database_url,
+        "log_level": "warning",
+        "models": [{"name": "chat", "provider": "scripted", "script": [{"text": "Hello."}]}],
+    }
 
 
 @contextlib.contextmanager
 def server(src: Path, name: str) -> Iterator[Service]:
     """`python -m respgate serve` from `src` with one scripted model, on a free port."""
     work = Path(tempfile.mkdtemp(prefix="respgate-connections-"))
-    config = {
-        "api_keys": [],
-        "database_url": f"sqlite+aiosqlite:///{work / 'respgate.sqlite3'}",
-        "log_level": "warning",
-        "models": [{"name": "chat", "provider": "scripted", "script": [{"text": "Hello."}]}],
-    }
-    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    (work / "config.yaml").write_text(yaml.safe_dump(config(f"sqlite+aiosqlite:///{work / 'respgate.sqlite3'}")))
     port = procs.free_port()
     cmd = [sys.executable, "-m", "respgate", "serve", "--config", str(work / "config.yaml"), "--port", str(port)]
     try:
         with procs.service(name, cmd, port=port, cpus=procs.GATEWAY_CPUS, env={"PYTHONPATH": str(src)}) as svc:
-            answer = request(port, timeout=30)
-            if answer.get("status") != 200:
-                raise RuntimeError(f"the server did not answer a plain request: {answer}")
             yield svc
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def proc_status(svc: Service) -> dict[str, float]:
+@contextlib.contextmanager
+def _serving(serve: Serve, name: str) -> Iterator[Served]:
+    """A fresh server that has answered a plain request."""
+    with serve(name) as svc:
+        answer = request(svc.port, timeout=30)
+        if answer.get("status") != 200:
+            raise RuntimeError(f"the server did not answer a plain request: {answer}")
+        yield svc
+
+
+def proc_status(svc: Served) -> dict[str, float]:
     """VmRSS and VmHWM in MiB, and the number of open descriptors."""
-    out: dict[str, float] = {"fds": float(len(os.listdir(f"/proc/{svc.proc.pid}/fd")))}
-    for line in Path(f"/proc/{svc.proc.pid}/status").read_text().splitlines():
+    out: dict[str, float] = {"fds": float(len(os.listdir(f"/proc/{svc.pid}/fd")))}
+    for line in Path(f"/proc/{svc.pid}/status").read_text().splitlines():
         key, _, value = line.partition(":")
         if key in ("VmRSS", "VmHWM"):
             out[key] = int(value.split()[0]) / 1024
@@ -175,7 +205,7 @@ def _raise_fd_limit() -> int:
     return hard
 
 
-def idle_flood(svc: Service, count: int) -> dict[str, Any]:
+def idle_flood(svc: Served, count: int) -> dict[str, Any]:
     """`count` idle connections, half from a helper process (one process may not hold as many
     descriptors as the server), then one new client."""
     share = min(count // 2, _raise_fd_limit() - 64)
@@ -230,7 +260,7 @@ def _count_closed(socks: list[socket.socket]) -> int:
     return closed
 
 
-def header_flood(svc: Service, *, total: int, head: int) -> dict[str, Any]:
+def header_flood(svc: Served, *, total: int, head: int) -> dict[str, Any]:
     """`total` bytes of unfinished headers in heads of `head` bytes, each on its own connection."""
     data = b"GET /healthz HTTP/1.1\r\nHost: bench\r\nX-Fill: "
     data += b"a" * (head - len(data))
@@ -273,52 +303,68 @@ def header_flood(svc: Service, *, total: int, head: int) -> dict[str, Any]:
     }
 
 
-def run(src: Path, *, slow_limit: float, idle: int, flood_mib: int) -> dict[str, Any]:
-    commit = subprocess.run(
-        ["git", "-C", str(src), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    results: dict[str, Any] = {"src": str(src), "commit": commit, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    log(f"slow clients against {src} (up to {slow_limit:g} s)")
-    with server(src, "connections-slow") as svc:
+SLOW_CLIENTS = {
+    "slow_header": "slow-header client (a byte every 0.5 s)",
+    "silent": "connection that sends nothing",
+    "stalled_body": "body stalled after 10 of 100 bytes",
+}
+FLOODS = {"flood_1mib": MIB, "flood_30kib": 30 * 1024}
+
+
+def measure(serve: Serve, *, slow_limit: float, idle: int, flood_mib: int) -> dict[str, Any]:
+    """Every measurement, each on a fresh server from `serve`."""
+    results: dict[str, Any] = {"slow_limit": slow_limit}
+    log(f"slow clients (up to {slow_limit:g} s)")
+    with _serving(serve, "connections-slow") as svc:
         results["slow"] = slow_clients(svc.port, slow_limit)
     log(f"{idle} idle connections, then a new client")
-    with server(src, "connections-idle") as svc:
+    with _serving(serve, "connections-idle") as svc:
         results["idle"] = idle_flood(svc, idle)
-    for label, head in (("flood_1mib", MIB), ("flood_30kib", 30 * 1024)):
+    for label, head in FLOODS.items():
         log(f"{flood_mib} MiB of unfinished headers in heads of {head} bytes")
-        with server(src, f"connections-{label}") as svc:
+        with _serving(serve, f"connections-{label}") as svc:
             results[label] = header_flood(svc, total=flood_mib * MIB, head=head)
     results["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
     return results
 
 
-def rows(results: dict[str, Any], slow_limit: float | None = None) -> dict[str, str]:
-    """One readable line per probe."""
-    out: dict[str, str] = {}
-    limit = slow_limit or 0
-    for name, label in (
-        ("slow_header", "slow-header client (a byte every 0.5 s)"),
-        ("silent", "connection that sends nothing"),
-        ("stalled_body", "body stalled after 10 of 100 bytes"),
-    ):
+def run(src: Path, *, slow_limit: float, idle: int, flood_mib: int) -> dict[str, Any]:
+    commit = subprocess.run(
+        ["git", "-C", str(src), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    results: dict[str, Any] = {"src": str(src), "commit": commit, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    log(f"against {src}")
+    return results | measure(partial(server, src), slow_limit=slow_limit, idle=idle, flood_mib=flood_mib)
+
+
+def lines(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """One readable line per measurement: (key, label, outcome); the key is one of `SLOW_CLIENTS`,
+    `idle`, `new_client` or one of `FLOODS`."""
+    out: list[tuple[str, str, str]] = []
+    limit = results.get("slow_limit") or 0
+    for name, label in SLOW_CLIENTS.items():
         probe = results["slow"][name]
         if probe["closed_after_s"] is None:
-            out[label] = f"still open after {limit or 'the limit'} s"
+            out.append((name, label, f"still open after {limit or 'the limit'} s"))
         else:
             answer = f", answered {probe['answer']}" if probe["answer"] else ", no answer"
-            out[label] = f"closed after {probe['closed_after_s']:.1f} s{answer}"
+            out.append((name, label, f"closed after {probe['closed_after_s']:.1f} s{answer}"))
     idle = results["idle"]
     held = idle["server_during"]
-    out[f"{idle['asked']:,} idle connections"] = (
-        f"{idle['opened']:,} opened in {idle['opened_s']:.1f} s"
-        + (f" (then {idle['stopped_by']})" if idle["stopped_by"] else "")
-        + f"; server: {held['fds']:,.0f} fds, RSS {held['VmRSS']:.0f} MiB; {idle['closed_by_server']:,} closed by it"
+    out.append(
+        (
+            "idle",
+            f"{idle['asked']:,} idle connections",
+            f"{idle['opened']:,} opened in {idle['opened_s']:.1f} s"
+            + (f" (then {idle['stopped_by']})" if idle["stopped_by"] else "")
+            + f"; server: {held['fds']:,.0f} fds, RSS {held['VmRSS']:.0f} MiB; "
+            f"{idle['closed_by_server']:,} closed by it",
+        )
     )
     answer = idle["new_client"]
-    out["then a new client"] = (
-        f"{answer['status']} in {answer['ms']:.1f} ms" if "status" in answer else f"not served: {answer['error']}"
-    )
-    for name in ("flood_1mib", "flood_30kib"):
+    served = f"{answer['status']} in {answer['ms']:.1f} ms" if "status" in answer else None
+    out.append(("new_client", "then a new client", served or f"not served: {answer['error']}"))
+    for name in FLOODS:
         flood = results[name]
         before, after = flood["server_before"], flood["server_after"]
         total = flood["connections"] * flood["head_bytes"] // MIB
@@ -326,11 +372,17 @@ def rows(results: dict[str, Any], slow_limit: float | None = None) -> dict[str, 
             f"{total:,} MiB of unfinished headers, {flood['connections']:,} x {flood['head_bytes'] // 1024:,} KiB"
         )
         answers = ", ".join(f"{count:,} {line}" for line, count in sorted(flood["answers"].items()))
-        out[label] = (
+        outcome = (
             f"RSS {before['VmRSS']:.0f} -> {after['VmRSS']:.0f} MiB (+{after['VmRSS'] - before['VmRSS']:.0f}, "
             f"peak {after['VmHWM']:.0f}); answers: {answers}"
         )
+        out.append((name, label, outcome))
     return out
+
+
+def rows(results: dict[str, Any]) -> dict[str, str]:
+    """One readable line per measurement, by label."""
+    return {label: outcome for _, label, outcome in lines(results)}
 
 
 def table(columns: list[tuple[str, dict[str, str]]]) -> str:
@@ -356,16 +408,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.compare:
         before, after = (json.loads(path.read_text()) for path in args.compare)
-        columns = [(f"before ({r['commit'] or r['src']})", rows(r, r.get("slow_limit"))) for r in (before,)]
-        columns.append((f"after ({after['commit'] or after['src']})", rows(after, after.get("slow_limit"))))
+        columns = [(f"before ({before['commit'] or before['src']})", rows(before))]
+        columns.append((f"after ({after['commit'] or after['src']})", rows(after)))
         print(table(columns))
         return
     results = run(args.src.resolve(), slow_limit=args.slow_limit, idle=args.idle, flood_mib=args.flood_mib)
-    results["slow_limit"] = args.slow_limit
     if args.save:
         args.save.write_text(json.dumps(results, indent=1))
     print(f"respgate at {results['src']} ({results['commit']}), {results['started']}")
-    print(table([("result", rows(results, args.slow_limit))]))
+    print(table([("result", rows(results))]))
 
 
 if __name__ == "__main__":

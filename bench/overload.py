@@ -13,7 +13,8 @@ The gateway runs `python -m respgate serve` with PYTHONPATH=<src>, so any source
 to core 1, the load generator and the mock upstream to core 0 (BENCH_NO_PIN=1 turns pinning off);
 PostgreSQL runs where the kernel puts it. The database `respgate_overload` is created fresh and
 dropped at the end (`--database sqlite`: a fresh file instead). Output: a summary on stderr and
-bench/results/overload-<label>.json.
+bench/results/overload-<label>.json. `bench/probes/p_overload.py` runs the same `run` as the `overload`
+probe (PostgreSQL, 1,000 req/s for 60 s), with verdicts.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,24 +48,25 @@ def _psql(sql: str, database: str = "postgres") -> str:
 class Database:
     """The run's store: a fresh PostgreSQL database (the default) or SQLite file, and its rows by status."""
 
-    def __init__(self, backend: str) -> None:
+    def __init__(self, backend: str, name: str = DATABASE) -> None:
         self.backend = backend
-        self._path = WORK / "overload.sqlite3"
+        self.name = name
+        self._path = WORK / f"{name}.sqlite3"
         if backend == "postgresql":
-            self.url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{DATABASE}"
+            self.url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
         else:
             self.url = gateways.sqlite_url(self._path)
 
     def reset(self) -> None:
         if self.backend == "postgresql":
             self.drop()
-            _psql(f"CREATE DATABASE {DATABASE}")
+            _psql(f"CREATE DATABASE {self.name}")
         else:
             gateways.sqlite_url(self._path)
 
     def drop(self) -> None:
         if self.backend == "postgresql":
-            _psql(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+            _psql(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
         else:
             gateways.sqlite_url(self._path)
 
@@ -74,10 +77,29 @@ class Database:
             with contextlib.closing(sqlite3.connect(self._path)) as db:
                 return {status: int(n) for status, n in db.execute(query)}
         try:
-            out = _psql(query, DATABASE)
+            out = _psql(query, self.name)
         except subprocess.CalledProcessError:
             return {}
         return {status: int(n) for status, n in (line.split("|") for line in out.splitlines() if line)}
+
+
+@dataclass(frozen=True)
+class Options:
+    """One overload run; the defaults are the issue's (PostgreSQL, 1,000 req/s for 60 s)."""
+
+    src: Path = ROOT / "src"
+    label: str = "after"
+    rate: float = 1000.0
+    duration: float = 60.0
+    timeout: float = 10.0  # the client's, per request
+    max_conns: int = 4096
+    upstream_ms: int = 0  # the mock upstream's delay per answer
+    stream: bool = False
+    database: str = "postgresql"
+    database_name: str = DATABASE
+    no_store: bool = False
+    settings: tuple[str, ...] = ()  # config `key=value` (dotted; YAML value)
+    logs: Path = LOGS  # where the server's config and the processes' logs go
 
 
 def _listen_overflows() -> int:
@@ -130,7 +152,7 @@ def _wait_idle(svc: procs.Service, *, limit: float = 120.0) -> float:
     return time.monotonic() - start
 
 
-def _summary(load: dict[str, Any], rows: dict[str, int], cpu: float, args: argparse.Namespace) -> dict[str, Any]:
+def _summary(load: dict[str, Any], rows: dict[str, int], cpu: float, options: Options) -> dict[str, Any]:
     served = load["completed"]
     kinds: dict[str, int] = load["error_kinds"]
     refused = {kind: n for kind, n in kinds.items() if kind in ("status_429", "status_503")}
@@ -159,10 +181,10 @@ def _summary(load: dict[str, Any], rows: dict[str, int], cpu: float, args: argpa
         "server_cpu_s": round(cpu, 2),
         "server_cpu_per_offered_ms": round(1e3 * cpu / max(load["scheduled"], 1), 3),
         "loadgen_lag_ms": load["lag_ms"],
-        "database": args.database,
-        "rate": args.rate,
-        "duration_s": args.duration,
-        "client_timeout_s": args.timeout,
+        "database": options.database,
+        "rate": options.rate,
+        "duration_s": options.duration,
+        "client_timeout_s": options.timeout,
     }
 
 
@@ -187,29 +209,30 @@ def _print(summary: dict[str, Any], label: str) -> None:
     print("\n".join(out), file=sys.stderr, flush=True)
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    src = Path(args.src).resolve()
-    database = Database(args.database)
+def run(options: Options) -> dict[str, Any]:
+    """One run: the summary (what `_print` shows), the machine, and the load generator's own report."""
+    src = options.src.resolve()
+    database = Database(options.database, options.database_name)
     database.reset()
     try:
-        with procs.mock() as mock:
-            LOGS.mkdir(parents=True, exist_ok=True)
-            cfg = LOGS / f"overload-{args.label}.yaml"
-            cfg.write_text(
-                yaml.safe_dump(_config(mock.url, database.url, args.upstream_ms, args.setting), sort_keys=False)
-            )
+        with procs.mock(logs=options.logs) as mock:
+            options.logs.mkdir(parents=True, exist_ok=True)
+            cfg = options.logs / f"overload-{options.label}.yaml"
+            config = _config(mock.url, database.url, options.upstream_ms, list(options.settings))
+            cfg.write_text(yaml.safe_dump(config, sort_keys=False))
             port = procs.free_port()
             cmd = [sys.executable, "-m", "respgate", "serve", "--config", str(cfg), "--port", str(port)]
             env = {"PYTHONPATH": str(src)}
-            with procs.service(f"overload-{args.label}", cmd, port=port, cpus=GATEWAY_CPUS, env=env) as svc:
+            name = f"overload-{options.label}"
+            with procs.service(name, cmd, port=port, cpus=GATEWAY_CPUS, env=env, logs=options.logs) as svc:
                 body: dict[str, Any] = {"model": "bench-resp", "input": "Say hello."}
-                if args.stream:
+                if options.stream:
                     body["stream"] = True
-                if args.no_store:
+                if options.no_store:
                     body["store"] = False
                 url = f"{svc.url}/v1/responses"
                 # Warm the server up (imports, pools, JIT-free but cache-warm paths) at a rate it serves.
-                procs.load(url, body, rate=50, duration=2, warmup=0, timeout=args.timeout)
+                procs.load(url, body, rate=50, duration=2, warmup=0, timeout=options.timeout)
                 _wait_idle(svc)
                 before_rows = sum(database.rows().values())
                 loadavg_before = os.getloadavg()
@@ -218,11 +241,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 load = procs.load(
                     url,
                     body,
-                    rate=args.rate,
-                    duration=args.duration,
+                    rate=options.rate,
+                    duration=options.duration,
                     warmup=0,
-                    timeout=args.timeout,
-                    max_conns=args.max_conns,
+                    timeout=options.timeout,
+                    max_conns=options.max_conns,
                 )
                 overflows = _listen_overflows() - overflows
                 drain = _wait_idle(svc)
@@ -234,14 +257,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     rows["completed"] -= before_rows
     finally:
         database.drop()
-    summary = _summary(load, rows, cpu, args)
+    summary = _summary(load, rows, cpu, options)
     summary["server_busy_after_run_s"] = round(drain, 1)
     summary["listen_overflows"] = overflows
     summary["server_rss_mib"] = round(rss, 1)
     summary["loadavg"] = [round(x, 2) for x in (*loadavg_before, *os.getloadavg())]
     summary["loadavg_note"] = "1/5/15-minute load average before the run, then after it"
     summary["src"] = str(src)
-    summary["settings"] = args.setting
+    summary["settings"] = list(options.settings)
     return {
         "summary": summary,
         "machine": machine.describe(),
@@ -250,22 +273,42 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    default = Options()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--src", default=str(ROOT / "src"), help="the source tree to run (its src/ directory)")
-    parser.add_argument("--label", default="after")
-    parser.add_argument("--rate", type=float, default=1000.0)
-    parser.add_argument("--duration", type=float, default=60.0)
-    parser.add_argument("--timeout", type=float, default=10.0, help="client-side timeout per request (s)")
-    parser.add_argument("--max-conns", type=int, default=4096)
-    parser.add_argument("--upstream-ms", type=int, default=0, help="the mock upstream's delay per answer")
+    parser.add_argument(
+        "--src", type=Path, default=default.src, help="the source tree to run (its src/ directory)"
+    )
+    parser.add_argument("--label", default=default.label)
+    parser.add_argument("--rate", type=float, default=default.rate)
+    parser.add_argument("--duration", type=float, default=default.duration)
+    parser.add_argument(
+        "--timeout", type=float, default=default.timeout, help="client-side timeout per request (s)"
+    )
+    parser.add_argument("--max-conns", type=int, default=default.max_conns)
+    parser.add_argument(
+        "--upstream-ms", type=int, default=default.upstream_ms, help="the mock upstream's delay per answer"
+    )
     parser.add_argument("--stream", action="store_true", help="streamed requests instead of plain JSON")
-    parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql")
+    parser.add_argument("--database", choices=("postgresql", "sqlite"), default=default.database)
     parser.add_argument("--no-store", action="store_true", help="requests with store: false (no database write)")
     parser.add_argument("--setting", action="append", default=[], help="config key=value (dotted; YAML value)")
     args = parser.parse_args(argv)
     if args.database == "postgresql" and gateways.postgres_url(DATABASE) is None:
         raise SystemExit("PostgreSQL on 127.0.0.1:5432 is not reachable (psql -U postgres)")
-    result = run(args)
+    options = Options(
+        src=args.src,
+        label=args.label,
+        rate=args.rate,
+        duration=args.duration,
+        timeout=args.timeout,
+        max_conns=args.max_conns,
+        upstream_ms=args.upstream_ms,
+        stream=args.stream,
+        database=args.database,
+        no_store=args.no_store,
+        settings=tuple(args.setting),
+    )
+    result = run(options)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"overload-{args.label}.json"
     out.write_text(json.dumps(result, indent=2))

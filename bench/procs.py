@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -58,6 +58,21 @@ def wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = 
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU of a process and its threads (not of its children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+class Busy(Protocol):
+    """A process whose CPU time can be watched (a `Service`, or a probe's server)."""
+
+    name: str
+
+    def cpu_seconds(self) -> float: ...
+
+
 @dataclass
 class Service:
     name: str
@@ -69,11 +84,13 @@ class Service:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
     def cpu_seconds(self) -> float:
         """User+system CPU of the process and its threads (not of its children)."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
+        return cpu_seconds(self.proc.pid)
 
     def rss_mib(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -92,9 +109,10 @@ def service(
     ready_timeout: float = 60.0,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
+    logs: Path = LOGS,
 ) -> Iterator[Service]:
-    LOGS.mkdir(parents=True, exist_ok=True)
-    log = LOGS / f"{name}.log"
+    logs.mkdir(parents=True, exist_ok=True)
+    log = logs / f"{name}.log"
     pin = cpus if cpus and pinning_enabled() else None
     with log.open("ab") as out:
         out.write(f"\n=== {time.strftime('%H:%M:%S')} {' '.join(cmd)}\n".encode())
@@ -126,10 +144,14 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=5)
 
 
-def mock(port: int | None = None) -> Any:
+def mock(port: int | None = None, *, logs: Path = LOGS) -> Any:
     port = port or free_port()
     return service(
-        "mock", [str(PYTHON), "-m", "bench.mock_upstream", "--port", str(port)], port=port, cpus=DRIVER_CPUS
+        "mock",
+        [str(PYTHON), "-m", "bench.mock_upstream", "--port", str(port)],
+        port=port,
+        cpus=DRIVER_CPUS,
+        logs=logs,
     )
 
 

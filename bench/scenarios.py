@@ -91,7 +91,7 @@ def targets(mock: Service, gateway: str | None, svc: Service | None, *, stream: 
     return out
 
 
-def settle(svc: Service | None, *, quiet: float = 0.05, limit: float = 60.0) -> float:
+def settle(svc: procs.Busy | None, *, quiet: float = 0.05, limit: float = 60.0) -> float:
     """Wait until the gateway has stopped working off a backlog (timed-out requests it still serves),
     so that the next run starts from an idle server; returns the seconds waited."""
     if svc is None:

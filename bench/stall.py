@@ -2,8 +2,8 @@
 
 Run from the repository root (any source tree: `--src` is put first on the server's PYTHONPATH):
 
-    .venv/bin/python bench/stall.py                              # this tree
-    .venv/bin/python bench/stall.py --src /path/to/other/src     # e.g. a checkout from before a change
+    .venv/bin/python -m bench.stall                              # this tree
+    .venv/bin/python -m bench.stall --src /path/to/other/src     # e.g. a checkout from before a change
 
 It starts `python -m respgate serve` (scripted models, SQLite in a temporary directory), then for each
 scenario polls `GET /healthz` every ~5 ms on a keep-alive connection while one request runs, and
@@ -15,6 +15,7 @@ reports the request's status and duration and the polls' p50/p99/max. Scenarios:
 - `echo-stream`, `echo-json`: a 1M-token input echoed back, streamed and not.
 
 Percentiles are nearest-rank. Nothing here asserts: it prints a table (and `--json` writes one).
+`bench/probes/p_stall.py` runs the same scenarios through `measure` as the `stall` probe, with verdicts.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -44,18 +45,23 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _config(directory: Path) -> Path:
-    path = directory / "stall.yaml"
-    config = {
+def config(database_url: str) -> dict[str, Any]:
+    """The server's config: the two scripted models the scenarios name."""
+    return {
         "api_keys": [],
-        "database_url": f"sqlite+aiosqlite:///{directory / 'stall.sqlite3'}",
+        "database_url": database_url,
         "log_level": "warning",
         "models": [
             {"name": "echo", "provider": "scripted", "script": [{"echo": True}]},
             {"name": "fixed", "provider": "scripted", "script": [{"text": "ok"}]},
         ],
     }
-    path.write_text(json.dumps(config), encoding="utf-8")  # JSON is YAML
+
+
+def _config(directory: Path) -> Path:
+    path = directory / "stall.yaml"
+    url = f"sqlite+aiosqlite:///{directory / 'stall.sqlite3'}"
+    path.write_text(json.dumps(config(url)), encoding="utf-8")  # JSON is YAML
     return path
 
 
@@ -71,6 +77,16 @@ def _tool(index: int) -> dict[str, Any]:
             "additionalProperties": False,
         },
     }
+
+
+# What each scenario sends, for reports.
+SCENARIOS = {
+    "tools": "10,000 function tools (~1.4 MB)",
+    "strings": "the largest accepted input: 3 messages of just under 10 MiB",
+    "items": "10,000 input items of ~3 KB",
+    "echo-stream": "a 1M-token input echoed back, streamed",
+    "echo-json": "a 1M-token input echoed back, JSON",
+}
 
 
 def scenarios() -> dict[str, dict[str, Any]]:
@@ -122,24 +138,39 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 
 def _post(port: int, body: bytes) -> tuple[int, int]:
+    """The answer's status and size; status 0 when the connection failed or timed out."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     try:
         connection.request("POST", "/v1/responses", body=body, headers={"Content-Type": "application/json"})
         response = connection.getresponse()
         received = len(response.read())
         return response.status, received
+    except (OSError, http.client.HTTPException):
+        return 0, 0
     finally:
         connection.close()
 
 
+def bodies(names: Collection[str] = ()) -> dict[str, bytes]:
+    """The encoded request body of each scenario in `names` (all when empty), in scenario order."""
+    return {
+        name: json.dumps(body, separators=(",", ":")).encode()
+        for name, body in scenarios().items()
+        if not names or name in names
+    }
+
+
 def measure(port: int, name: str, body: bytes) -> dict[str, Any]:
+    """Send `body` while polling `/healthz`: the request's status and time, the polls' percentiles."""
     poller = Poller(port)
     poller.start()
-    time.sleep(0.2)  # a baseline of idle polls first
-    started = time.perf_counter()
-    status, received = _post(port, body)
-    duration = time.perf_counter() - started
-    poller.stop()
+    try:
+        time.sleep(0.2)  # a baseline of idle polls first
+        started = time.perf_counter()
+        status, received = _post(port, body)
+        duration = time.perf_counter() - started
+    finally:
+        poller.stop()
     latencies = poller.latencies
     return {
         "scenario": name,
@@ -148,9 +179,9 @@ def measure(port: int, name: str, body: bytes) -> dict[str, Any]:
         "answer_mb": round(received / MIB, 2),
         "request_s": round(duration, 2),
         "polls": len(latencies),
-        "p50_ms": round(_percentile(latencies, 0.5), 1),
-        "p99_ms": round(_percentile(latencies, 0.99), 1),
-        "max_ms": round(max(latencies), 1),
+        "p50_ms": round(_percentile(latencies, 0.5), 1) if latencies else None,
+        "p99_ms": round(_percentile(latencies, 0.99), 1) if latencies else None,
+        "max_ms": round(max(latencies), 1) if latencies else None,
         "poll_failures": poller.failures,
     }
 
@@ -183,22 +214,17 @@ def _table(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--src", type=Path, default=ROOT / "src", help="source tree the server runs from")
-    parser.add_argument("--only", nargs="*", help="scenario names (default: all)")
+    parser.add_argument("--only", nargs="*", choices=list(SCENARIOS), help="scenario names (default: all)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args(argv)
-    chosen: Callable[[str], bool] = (lambda name: name in args.only) if args.only else (lambda name: True)
-    bodies = {
-        name: json.dumps(body, separators=(",", ":")).encode()
-        for name, body in scenarios().items()
-        if chosen(name)
-    }
+    chosen = bodies(args.only or ())
     with tempfile.TemporaryDirectory(prefix="respgate-stall-") as scratch:
         directory = Path(scratch)
         port = _free_port()
         server = _serve(args.src.resolve(), _config(directory), port, directory / "server.log")
         rows = []
         try:
-            for name, body in bodies.items():
+            for name, body in chosen.items():
                 rows.append(measure(port, name, body))
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
         finally:

@@ -42,6 +42,9 @@ PROBE_MODULES = (
     "bench.probes.p_upstream",
     "bench.probes.p_storage",
     "bench.probes.p_crash_writes",
+    "bench.probes.p_stall",
+    "bench.probes.p_connections",
+    "bench.probes.p_overload",
 )
 
 

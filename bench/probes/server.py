@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from bench import procs
 from bench.probes.registry import Context
 
 
@@ -121,6 +122,9 @@ class Server:
         if self.proc is None or self.proc.poll() is not None:
             return
         self.terminate(timeout=15)
+
+    def cpu_seconds(self) -> float:
+        return procs.cpu_seconds(self.pid)
 
     def status_kib(self, field: str) -> int:
         """A `/proc/<pid>/status` memory field (VmHWM, VmRSS …) in KiB."""

@@ -124,7 +124,7 @@ class Routes:
             if events is None:
                 # Only background responses keep their events (followers resume them by number); any
                 # other is replayed from the response it stored.
-                record = await self._store.get(response_id, owner)
+                record = record or await self._store.get(response_id, owner)
                 if record is None:
                     raise _not_found(response_id)
                 obfuscate = request.query_params.get("include_obfuscation") is None or flag(

@@ -9,7 +9,7 @@ It starts `python -m respgate serve` (scripted models, SQLite in a temporary dir
 scenario polls `GET /healthz` every ~5 ms on a keep-alive connection while one request runs, and
 reports the request's status and duration and the polls' p50/p99/max. Scenarios:
 
-- `tools`: 10,000 function tools (~1.4 MB): refused (400) after the change, checked one by one before.
+- `tools`: 10,000 function tools (~2.2 MiB): refused (400) after the change, checked one by one before.
 - `strings`: the largest input accepted: three messages of just under 10 MiB each (~30 MiB body).
 - `items`: 10,000 input items of ~3 KB each (~30 MiB body).
 - `echo-stream`, `echo-json`: a 1M-token input echoed back, streamed and not.
@@ -81,7 +81,7 @@ def _tool(index: int) -> dict[str, Any]:
 
 # What each scenario sends, for reports.
 SCENARIOS = {
-    "tools": "10,000 function tools (~1.4 MB)",
+    "tools": "10,000 function tools",
     "strings": "the largest accepted input: 3 messages of just under 10 MiB",
     "items": "10,000 input items of ~3 KB",
     "echo-stream": "a 1M-token input echoed back, streamed",

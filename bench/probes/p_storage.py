@@ -1,9 +1,9 @@
 """Probe 7: bytes stored per request, and whether anything purges old responses.
 
 Stored bytes are read from the database (the logical size of every text column of every table, before
-and after), so the number does not depend on the schema of the version under test. Two non-stream
-requests: an ordinary short one, and an echo of 100,000 tokens (scaled down from the issue's 1M; the
-numbers are not extrapolated). Retention: settings whose name says so, indexes on `responses`, and a
+and after), so the number does not depend on the schema of the version under test. Three requests: an
+ordinary short one, as JSON and streamed (its answer counted as the final response, as for JSON), and
+an echo of 100,000 tokens (scaled down from the issue's 1M; the numbers are not extrapolated). Retention: settings whose name says so, indexes on `responses`, and a
 behavioural check: the ordinary response's `created_at` is moved 60 days back, the server restarted
 with its default config, and the row looked for 15 s later.
 """
@@ -17,7 +17,7 @@ import subprocess
 import time
 from typing import Any
 
-from bench.probes.client import call
+from bench.probes.client import call, stream
 from bench.probes.db import Database, scratch_database
 from bench.probes.registry import Context, Row, probe
 from bench.probes.server import running, scripted
@@ -51,30 +51,39 @@ def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     }
 
 
+def _send(base: str, body: dict[str, Any]) -> tuple[int, float, bytes, Any]:
+    """Status, seconds, the answer's bytes and its final response (for a stream: `response.completed`'s)."""
+    if not body.get("stream"):
+        answer = call(base, "POST", "/v1/responses", body, timeout=300)
+        return answer.status, answer.seconds, answer.body, answer.json() if answer.status == 200 else None
+    streamed = stream(base, "POST", "/v1/responses", body, timeout=300)
+    final = next((e.get("response") for e in streamed.events if e.get("type") == "response.completed"), None)
+    return streamed.status, streamed.seconds, json.dumps(final).encode() if final else streamed.body, final
+
+
 def _stored(ctx: Context, db: Database, base: str, body: dict[str, Any], case: str) -> tuple[Row, str | None]:
     before = db.text_bytes()
-    answer = call(base, "POST", "/v1/responses", body, timeout=300)
+    status, seconds, answer, data = _send(base, body)
     after = db.text_bytes()
     delta = _delta(before, after)
     total = sum(delta.values())
     request_bytes = len(json.dumps(body).encode())
-    data = answer.json() if answer.status == 200 else None
-    usage = (data or {}).get("usage") or {}
+    usage = (data if isinstance(data, dict) else {}).get("usage") or {}
     measured = {
-        "status": answer.status,
-        "seconds": round(answer.seconds, 2),
+        "status": status,
+        "seconds": round(seconds, 2),
         "request_bytes": request_bytes,
-        "answer_bytes": len(answer.body),
+        "answer_bytes": len(answer),
         "output_tokens": usage.get("output_tokens"),
         "stored_bytes": total,
         "stored_per_table": delta,
     }
     per_table = ", ".join(f"{table} {_size(size)}" for table, size in sorted(delta.items()))
     outcome = (
-        f"HTTP {answer.status}, {usage.get('output_tokens')} output tokens; request {_size(request_bytes)}, "
-        f"answer {_size(len(answer.body))}; stored {_size(total)} ({per_table})"
+        f"HTTP {status}, {usage.get('output_tokens')} output tokens; request {_size(request_bytes)}, "
+        f"answer {_size(len(answer))}; stored {_size(total)} ({per_table})"
     )
-    ok = answer.status == 200 and total <= 3 * (request_bytes + len(answer.body))
+    ok = status == 200 and data is not None and total <= 3 * (request_bytes + len(answer))
     rid = data.get("id") if isinstance(data, dict) else None
     return Row("storage", case, ctx.backend, measured, outcome, ok, TARGET_SIZE), rid
 
@@ -122,15 +131,15 @@ def _retention(ctx: Context, db: Database, rid: str | None) -> Row:
 @probe("storage", "bytes stored per request; retention", per_backend=True, budget_s=40)
 def run(ctx: Context) -> list[Row]:
     words = " ".join(["abcd"] * ECHO_TOKENS)
+    ordinary_body = {"model": "plain", "input": "Hello, how are you?"}
     with scratch_database(ctx.backend, ctx.scratch("storage")) as db:
         with running(ctx, "storage-server", _config(db.url)) as server:
-            ordinary, rid = _stored(
-                ctx, db, server.url, {"model": "plain", "input": "Hello, how are you?"}, "ordinary"
-            )
+            ordinary, rid = _stored(ctx, db, server.url, ordinary_body, "ordinary")
+            streamed, _ = _stored(ctx, db, server.url, {**ordinary_body, "stream": True}, "ordinary, streamed")
             echo, _ = _stored(
                 ctx, db, server.url, {"model": "echo", "input": words}, f"echo of {ECHO_TOKENS:,} tokens"
             )
         echo.notes.append(
             "scaled down from the issue's 1M-token echo (2 MB response + 224 MB of events); not extrapolated"
         )
-        return [ordinary, echo, _retention(ctx, db, rid)]
+        return [ordinary, streamed, echo, _retention(ctx, db, rid)]

@@ -87,7 +87,7 @@ def _rows(ctx: Context, results: dict[str, Any]) -> list[Row]:
     return rows
 
 
-@probe("connections", "slow clients, 20,000 idle connections, 400 MiB of unfinished headers", budget_s=120)
+@probe("connections", "slow clients, 20,000 idle connections, 400 MiB of unfinished headers", budget_s=90)
 def run(ctx: Context) -> list[Row]:
     with scratch_database(ctx.backend, ctx.scratch("connections")) as db:
         serve = partial(running, ctx, config=connections.config(db.url))

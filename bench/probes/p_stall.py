@@ -34,7 +34,7 @@ def _row(ctx: Context, name: str, got: dict[str, Any]) -> Row:
     return Row("stall", f"{name}: {stall.SCENARIOS[name]}", ctx.backend, got, outcome, ok, TARGET)
 
 
-@probe("stall", "/healthz latency while heavy but valid requests are handled", budget_s=120)
+@probe("stall", "/healthz latency while heavy but valid requests are handled", budget_s=60)
 def run(ctx: Context) -> list[Row]:
     rows: list[Row] = []
     with (

@@ -79,7 +79,10 @@ class EventBuilder:
         text_format: dict[str, Any] | None = None,
         obfuscate: bool = True,
         include_encrypted_reasoning: bool = False,
+        keep_events: bool = True,
     ) -> None:
+        """`keep_events`: keep every event in `events` (for a response whose events are stored); without
+        it a long answer's events are dropped as soon as they are sent, and `events` stays empty."""
         self._response = response
         self._tools = {tool.name: tool for tool in tools}
         self._allowed = allowed_tools
@@ -98,7 +101,9 @@ class EventBuilder:
         self._usage = Usage(0, 0)
         self._finish: FinishReason = "stop"
         self._fold = ResponseFold()
+        self._keep_events = keep_events
         self.events: list[Event] = []
+        self._last: Event | None = None
         # Every reasoning item's opaque blob, shown or not: the store keeps them for the next turn.
         self.reasoning_blobs: dict[str, str] = {}
         self.final: dict[str, Any] | None = None
@@ -109,7 +114,9 @@ class EventBuilder:
         event["sequence_number"] = self._sequence
         self._sequence += 1
         self._fold.apply(event)
-        self.events.append(event)
+        if self._keep_events:
+            self.events.append(event)
+        self._last = event
         out.append(event)
 
     def _noise(self, event: Event) -> Event:
@@ -227,8 +234,11 @@ class EventBuilder:
 
         For an answer that could not be kept: it is stored before its terminal event goes out.
         """
-        terminal = self.events.pop()
+        terminal = self._last
+        assert terminal is not None
         assert terminal["type"] in ("response.completed", "response.incomplete", "response.failed"), terminal
+        if self._keep_events:
+            self.events.pop()
         self._sequence -= 1
         return self.fail(error)
 

@@ -276,6 +276,8 @@ class ResponsesService:
             await _close(stream)
         assert builder.final is not None
         try:
+            # Storing a large response takes milliseconds of serialising: not straight after the last delta.
+            await turns.give()
             await self._keeper.keep(prepared, builder.final, builder.events, builder.reasoning_blobs)
         except ServerError as exc:
             if not (prepared.stream or prepared.background):
@@ -305,6 +307,8 @@ class ResponsesService:
             text_format=call.text_format,
             obfuscate=not (options is not None and options.include_obfuscation is False),
             include_encrypted_reasoning=call.include_encrypted_reasoning,
+            # Only background responses store their events (followers resume them by number).
+            keep_events=prepared.background,
         )
 
 

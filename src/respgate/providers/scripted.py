@@ -145,13 +145,12 @@ class ScriptedProvider:
         delay = self._settings.delay if turn.delay is None else turn.delay
         budget = call.max_output_tokens
         produced = 0
-        input_tokens = await self.count_tokens(call)
 
         for piece in _pieces(turn, call):
             if turn.fail_after is not None and produced >= turn.fail_after:
                 raise UpstreamError("The scripted upstream dropped the connection.", retryable=False)
             if budget is not None and produced >= budget and not isinstance(piece, ToolCallEnd):
-                yield Usage(input_tokens=input_tokens, output_tokens=produced)
+                yield Usage(input_tokens=await self.count_tokens(call), output_tokens=produced)
                 yield Finish("length")
                 return
             if delay:
@@ -159,5 +158,5 @@ class ScriptedProvider:
             if not isinstance(piece, ToolCallEnd):
                 produced += 1
             yield piece
-        yield Usage(input_tokens=input_tokens, output_tokens=produced, reasoning_tokens=0)
+        yield Usage(input_tokens=await self.count_tokens(call), output_tokens=produced, reasoning_tokens=0)
         yield Finish("stop")
